@@ -1,0 +1,19 @@
+//! dsprep: get object-detection datasets ready for fast GPU training.
+//!
+//! Layers follow the data flow and only ever import downwards:
+//! `dataset` (COCO parsing) → `shard` (TFRecord / Example / index / LMDB / manifest) →
+//! `image` (CPU JPEG inspect, decode, resize, encode) → `gpu` (cudarc, nvJPEG FFI, kernels) →
+//! `pipeline` (readers → decoders → batches) → `report` (one Serialize struct per report) →
+//! `plan` (validated options) → `cmd` (orchestration; the only user of anyhow and indicatif).
+
+pub mod cli;
+pub mod cmd;
+pub mod dataset;
+pub mod gpu;
+pub mod image;
+pub mod pipeline;
+pub mod plan;
+pub mod report;
+pub mod shard;
+
+pub use cmd::run;

@@ -1,0 +1,1 @@
+//! LMDB shards (lmdb-rkv): zero-padded keys written in order with APPEND, map grown on demand.

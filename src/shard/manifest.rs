@@ -1,0 +1,1 @@
+//! `manifest.json`: the accounting of a conversion (written by the command layer).
