@@ -1,0 +1,2 @@
+//! Raw clap arguments → validated plans, once. Workers take plans and never re-validate
+//! (ripgrep's lowargs → hiargs split).
