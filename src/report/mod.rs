@@ -1,1 +1,3 @@
 //! report layer (see lib.rs).
+pub mod convert;
+pub mod verify;

@@ -1,1 +1,271 @@
-//! `manifest.json`: the accounting of a conversion (written by the command layer).
+//! `manifest.json`: the complete accounting of a conversion.
+//!
+//! Every input image is either a record in exactly one shard or listed under `skipped` with its
+//! reason; every annotation is either a box in a record or counted under a drop reason. The file
+//! is rewritten atomically after every finished shard with `complete: false`, which is what
+//! `--resume` trusts, and a last time with `complete: true`. It holds no timestamps, so the same
+//! input and options give the same manifest.
+
+use super::writer::ShardInfo;
+use super::ShardError;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Bumped when the layout of the manifest or of the records changes incompatibly.
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// File name inside the output folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub tool: String,
+    pub tool_version: String,
+    pub format_version: u32,
+    /// False while a conversion is running or after it was interrupted.
+    pub complete: bool,
+    /// Options that determine the bytes of the output (resume refuses to mix different ones).
+    pub options: ManifestOptions,
+    /// Categories of all splits, by COCO id.
+    pub categories: Vec<CategoryEntry>,
+    pub splits: Vec<SplitEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ManifestOptions {
+    /// "tfrecord" or "lmdb".
+    pub format: String,
+    /// "coco" (label = COCO category id) or "contiguous" (label = 0..K-1).
+    pub labels: String,
+    /// Target bytes per shard, when sharding by size.
+    pub shard_size: Option<u64>,
+    /// Requested shard count, when sharding by count.
+    pub shards: Option<u32>,
+    pub decode_check: bool,
+    /// Longest side limit applied while converting.
+    pub presize: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CategoryEntry {
+    /// COCO category id (what label_map.pbtxt and `--labels coco` use).
+    pub id: i64,
+    pub name: String,
+    /// Contiguous 0..K-1 index in id order (what `--labels contiguous` writes).
+    pub contiguous_label: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SplitEntry {
+    pub name: String,
+    pub annotations: String,
+    /// SHA-256 of the annotation file: `--resume` refuses a changed input.
+    pub annotations_sha256: String,
+    pub images_dir: String,
+    /// Images listed in the annotation file (= records + skipped).
+    pub images: u64,
+    pub records: u64,
+    pub counts: Counts,
+    /// Annotation-level problems found while parsing (not tied to one image).
+    pub annotations_unknown_image: u64,
+    pub annotations_unknown_category: u64,
+    pub duplicate_image_ids: u64,
+    pub shards: Vec<ShardEntry>,
+}
+
+/// Per-image and per-box outcome counts (summed over shards for a split).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Counts {
+    pub records: u64,
+    pub skipped: u64,
+    pub without_annotations: u64,
+    /// Images stored re-encoded, by reason (exif_orientation, cmyk, not_jpeg_png, ...).
+    pub reencoded: BTreeMap<String, u64>,
+    pub size_mismatch: u64,
+    pub boxes_kept: u64,
+    pub boxes_clipped: u64,
+    /// Dropped boxes by reason (degenerate, outside_image, invalid).
+    pub boxes_dropped: BTreeMap<String, u64>,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.records += other.records;
+        self.skipped += other.skipped;
+        self.without_annotations += other.without_annotations;
+        for (k, v) in &other.reencoded {
+            *self.reencoded.entry(k.clone()).or_default() += v;
+        }
+        self.size_mismatch += other.size_mismatch;
+        self.boxes_kept += other.boxes_kept;
+        self.boxes_clipped += other.boxes_clipped;
+        for (k, v) in &other.boxes_dropped {
+            *self.boxes_dropped.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    pub fn boxes_dropped_total(&self) -> u64 {
+        self.boxes_dropped.values().sum()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShardEntry {
+    #[serde(flatten)]
+    pub info: ShardInfo,
+    pub counts: Counts,
+    /// Input images of this shard that did not become records.
+    pub skipped: Vec<ImageNote>,
+    /// Records whose image bytes are not the original file (and why).
+    pub reencoded: Vec<ImageNote>,
+    /// Images whose JSON width/height disagree with the file (after EXIF orientation).
+    pub size_mismatches: Vec<SizeMismatch>,
+    /// Boxes dropped, with the image they belonged to.
+    pub dropped_boxes: Vec<DroppedBox>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageNote {
+    pub file_name: String,
+    pub image_id: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SizeMismatch {
+    pub file_name: String,
+    pub image_id: i64,
+    pub json: [u32; 2],
+    pub image: [u32; 2],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DroppedBox {
+    pub file_name: String,
+    pub image_id: i64,
+    pub bbox: [f64; 4],
+    pub reason: String,
+}
+
+impl Manifest {
+    /// Read `dir/manifest.json`; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<Manifest>, ShardError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(ShardError::Io { path, source }),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ShardError::Corrupt {
+                path,
+                offset: 0,
+                reason: format!("not a dsprep manifest: {e}"),
+            })
+    }
+
+    /// Write `dir/manifest.json` atomically (temp file, fsync, rename).
+    pub fn store(&self, dir: &Path) -> Result<(), ShardError> {
+        let mut text = serde_json::to_vec_pretty(self).map_err(|e| ShardError::Corrupt {
+            path: dir.join(MANIFEST_FILE),
+            offset: 0,
+            reason: format!("cannot serialise manifest: {e}"),
+        })?;
+        text.push(b'\n');
+        write_atomic(&dir.join(MANIFEST_FILE), &text)
+    }
+}
+
+/// Write `path` through `path.partial` + fsync + rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |source, p: &Path| ShardError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
+    f.write_all(bytes).map_err(|e| io(e, &tmp))?;
+    f.sync_all().map_err(|e| io(e, &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(|e| io(e, path))
+}
+
+/// TF Object Detection API label map text (`item { name: … id: … display_name: … }`).
+pub fn label_map_pbtxt(categories: &[CategoryEntry]) -> String {
+    let mut out = String::new();
+    for c in categories {
+        let name = pbtxt_escape(&c.name);
+        out.push_str(&format!(
+            "item {{\n  name: \"{name}\"\n  id: {}\n  display_name: \"{name}\"\n}}\n",
+            c.id
+        ));
+    }
+    out
+}
+
+fn pbtxt_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_map_is_tf_od_format_and_escaped() {
+        let cats = vec![
+            CategoryEntry {
+                id: 1,
+                name: "person".into(),
+                contiguous_label: 0,
+            },
+            CategoryEntry {
+                id: 90,
+                name: "tooth\"brush".into(),
+                contiguous_label: 1,
+            },
+        ];
+        let text = label_map_pbtxt(&cats);
+        assert_eq!(
+            text,
+            "item {\n  name: \"person\"\n  id: 1\n  display_name: \"person\"\n}\n\
+             item {\n  name: \"tooth\\\"brush\"\n  id: 90\n  display_name: \"tooth\\\"brush\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn counts_add_merges_maps() {
+        let mut a = Counts::default();
+        a.boxes_dropped.insert("degenerate".into(), 2);
+        let mut b = Counts::default();
+        b.boxes_dropped.insert("degenerate".into(), 1);
+        b.boxes_dropped.insert("outside_image".into(), 4);
+        b.records = 3;
+        a.add(&b);
+        assert_eq!(a.records, 3);
+        assert_eq!(a.boxes_dropped_total(), 7);
+        assert_eq!(a.boxes_dropped["degenerate"], 3);
+    }
+
+    #[test]
+    fn write_atomic_leaves_no_partial() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        write_atomic(&p, b"{}").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
+        assert!(!dir.path().join("m.json.partial").exists());
+    }
+}

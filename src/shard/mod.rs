@@ -6,6 +6,7 @@ pub mod example;
 pub mod index;
 pub mod lmdb;
 pub mod manifest;
+pub mod od_example;
 pub mod tfrecord;
 pub mod writer;
 

@@ -1,0 +1,185 @@
+//! `convert` arguments → [`ConvertPlan`]: splits discovered, sizes parsed, the output folder's
+//! state checked. Everything that can be wrong with the invocation is found here, before any
+//! image is read.
+
+use super::PlanError;
+use crate::cli::{ConvertArgs, LabelMode, ShardFormat};
+use crate::dataset::{self, SplitSource};
+use std::path::{Path, PathBuf};
+
+/// How many shards a split gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardTarget {
+    /// About this many image bytes per shard.
+    Bytes(u64),
+    /// Exactly this many shards (capped at the number of images: no empty shards).
+    Count(u32),
+}
+
+/// What to do with an existing output folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// The folder is new or empty.
+    Fresh,
+    /// Remove dsprep's earlier outputs first.
+    Overwrite,
+    /// Keep complete shards that match their recorded checksum.
+    Resume,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConvertPlan {
+    pub splits: Vec<SplitSource>,
+    pub out_dir: PathBuf,
+    pub format: ShardFormat,
+    pub shard_target: ShardTarget,
+    pub labels: LabelMode,
+    pub decode_check: bool,
+    pub strict: bool,
+    pub presize: Option<u32>,
+    pub output_mode: OutputMode,
+    pub threads: usize,
+    pub quiet: bool,
+    pub json: bool,
+}
+
+/// Default images per shard-size unit when parsing `--shard-size` with no suffix: bytes.
+pub fn parse_size(text: &str) -> Result<u64, PlanError> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .map_err(|_| PlanError::BadSize(text.to_string()))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(PlanError::BadSize(text.to_string())),
+    };
+    let bytes = value * mult;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+        return Err(PlanError::BadSize(text.to_string()));
+    }
+    Ok(bytes as u64)
+}
+
+/// Validate once; workers trust the plan.
+pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
+    let splits = match (&args.annotations, &args.images, &args.input) {
+        (Some(ann), Some(img), _) => {
+            vec![dataset::discover::explicit_split(
+                ann,
+                img,
+                args.split.as_deref(),
+            )?]
+        }
+        (_, _, Some(root)) => {
+            if !root.is_dir() {
+                return Err(PlanError::NotADir(root.clone()));
+            }
+            let all = dataset::discover_splits(root)?;
+            match &args.split {
+                Some(name) => vec![dataset::discover::select_split(all, name, root)?],
+                None => all,
+            }
+        }
+        _ => return Err(PlanError::NoInput),
+    };
+    let shard_target = match args.shards {
+        Some(0) => return Err(PlanError::ZeroShards),
+        Some(n) => ShardTarget::Count(n),
+        None => ShardTarget::Bytes(parse_size(&args.shard_size)?),
+    };
+    if args.presize == Some(0) {
+        return Err(PlanError::ZeroPresize);
+    }
+    let threads = match args.threads {
+        Some(0) => return Err(PlanError::ZeroThreads),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let output_mode = output_mode(&args.output, args.overwrite, args.resume)?;
+    Ok(ConvertPlan {
+        splits,
+        out_dir: args.output.clone(),
+        format: args.format,
+        shard_target,
+        labels: args.labels,
+        decode_check: args.decode_check,
+        strict: args.strict,
+        presize: args.presize,
+        output_mode,
+        threads,
+        quiet: args.quiet,
+        json: args.json,
+    })
+}
+
+fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
+    if out.exists() && !out.is_dir() {
+        return Err(PlanError::NotADir(out.to_path_buf()));
+    }
+    let non_empty = out.is_dir()
+        && std::fs::read_dir(out)
+            .map_err(|source| PlanError::Io {
+                path: out.to_path_buf(),
+                source,
+            })?
+            .next()
+            .is_some();
+    Ok(match (non_empty, overwrite, resume) {
+        (_, true, _) => OutputMode::Overwrite,
+        (true, _, true) => OutputMode::Resume,
+        (false, _, _) => OutputMode::Fresh,
+        (true, false, false) => return Err(PlanError::OutputNotEmpty(out.to_path_buf())),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1.5k").unwrap(), 1500);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("0").is_err());
+    }
+
+    #[test]
+    fn non_empty_output_needs_a_flag() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            output_mode(d.path(), false, false).unwrap(),
+            OutputMode::Fresh
+        );
+        std::fs::write(d.path().join("x"), b"1").unwrap();
+        assert!(matches!(
+            output_mode(d.path(), false, false),
+            Err(PlanError::OutputNotEmpty(_))
+        ));
+        assert_eq!(
+            output_mode(d.path(), true, false).unwrap(),
+            OutputMode::Overwrite
+        );
+        assert_eq!(
+            output_mode(d.path(), false, true).unwrap(),
+            OutputMode::Resume
+        );
+        assert_eq!(
+            output_mode(&d.path().join("new"), false, true).unwrap(),
+            OutputMode::Fresh
+        );
+    }
+}

@@ -1,0 +1,151 @@
+//! The TensorFlow Object Detection API record layout (the keys `create_coco_tf_record.py`
+//! writes and `tf_example_decoder.py` reads), built from plain values so this layer stays
+//! ignorant of COCO.
+
+use super::example::{Example, Feature};
+use std::borrow::Cow;
+
+/// Feature keys, in one place so the writer, `verify` and the README agree.
+pub mod keys {
+    pub const HEIGHT: &str = "image/height";
+    pub const WIDTH: &str = "image/width";
+    pub const FILENAME: &str = "image/filename";
+    pub const SOURCE_ID: &str = "image/source_id";
+    pub const SHA256: &str = "image/key/sha256";
+    pub const ENCODED: &str = "image/encoded";
+    pub const FORMAT: &str = "image/format";
+    pub const XMIN: &str = "image/object/bbox/xmin";
+    pub const XMAX: &str = "image/object/bbox/xmax";
+    pub const YMIN: &str = "image/object/bbox/ymin";
+    pub const YMAX: &str = "image/object/bbox/ymax";
+    pub const CLASS_TEXT: &str = "image/object/class/text";
+    pub const CLASS_LABEL: &str = "image/object/class/label";
+    pub const IS_CROWD: &str = "image/object/is_crowd";
+    pub const AREA: &str = "image/object/area";
+}
+
+/// One object of a record; corners normalised to `[0, 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OdObject<'a> {
+    pub xmin: f32,
+    pub ymin: f32,
+    pub xmax: f32,
+    pub ymax: f32,
+    pub class_text: &'a str,
+    pub class_label: i64,
+    pub is_crowd: bool,
+    pub area: f32,
+}
+
+/// Everything one record holds.
+#[derive(Debug, Clone)]
+pub struct OdRecord<'a> {
+    pub height: u32,
+    pub width: u32,
+    pub filename: &'a str,
+    pub source_id: String,
+    pub sha256_hex: String,
+    pub encoded: &'a [u8],
+    pub format: &'a str,
+    pub objects: Vec<OdObject<'a>>,
+}
+
+impl OdRecord<'_> {
+    /// Serialize as a `tf.train.Example` (keys sorted: byte-deterministic). Images without
+    /// objects get empty lists, as the TF OD converter writes them.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let mut ex = Example::default();
+        let objs = &self.objects;
+        let f = |sel: fn(&OdObject) -> f32| Feature::Float(objs.iter().map(sel).collect());
+        let bytes = |b: &[u8]| Feature::Bytes(vec![Cow::Owned(b.to_vec())]);
+        let int = |v: i64| Feature::Int64(vec![v]);
+        let feats = &mut ex.features;
+        feats.insert(keys::HEIGHT.into(), int(i64::from(self.height)));
+        feats.insert(keys::WIDTH.into(), int(i64::from(self.width)));
+        feats.insert(keys::FILENAME.into(), bytes(self.filename.as_bytes()));
+        feats.insert(keys::SOURCE_ID.into(), bytes(self.source_id.as_bytes()));
+        feats.insert(keys::SHA256.into(), bytes(self.sha256_hex.as_bytes()));
+        feats.insert(
+            keys::ENCODED.into(),
+            Feature::Bytes(vec![Cow::Borrowed(self.encoded)]),
+        );
+        feats.insert(keys::FORMAT.into(), bytes(self.format.as_bytes()));
+        feats.insert(keys::XMIN.into(), f(|o| o.xmin));
+        feats.insert(keys::XMAX.into(), f(|o| o.xmax));
+        feats.insert(keys::YMIN.into(), f(|o| o.ymin));
+        feats.insert(keys::YMAX.into(), f(|o| o.ymax));
+        feats.insert(keys::AREA.into(), f(|o| o.area));
+        feats.insert(
+            keys::CLASS_TEXT.into(),
+            Feature::Bytes(
+                objs.iter()
+                    .map(|o| Cow::Owned(o.class_text.as_bytes().to_vec()))
+                    .collect(),
+            ),
+        );
+        feats.insert(
+            keys::CLASS_LABEL.into(),
+            Feature::Int64(objs.iter().map(|o| o.class_label).collect()),
+        );
+        feats.insert(
+            keys::IS_CROWD.into(),
+            Feature::Int64(objs.iter().map(|o| i64::from(o.is_crowd)).collect()),
+        );
+        ex.encode_into(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(objects: Vec<OdObject<'_>>) -> Vec<u8> {
+        let r = OdRecord {
+            height: 48,
+            width: 64,
+            filename: "a/ñ.jpg",
+            source_id: "107".into(),
+            sha256_hex: "ab".repeat(32),
+            encoded: b"\xff\xd8jpeg\xff\xd9",
+            format: "jpeg",
+            objects,
+        };
+        let mut out = Vec::new();
+        r.encode_into(&mut out);
+        out
+    }
+
+    #[test]
+    fn round_trips_every_key() {
+        let out = record(vec![OdObject {
+            xmin: 0.25,
+            ymin: 0.5,
+            xmax: 0.75,
+            ymax: 1.0,
+            class_text: "dog",
+            class_label: 18,
+            is_crowd: true,
+            area: 12.5,
+        }]);
+        let ex = Example::decode(&out).unwrap();
+        assert_eq!(ex.get_int64s(keys::HEIGHT), Some(&[48i64][..]));
+        assert_eq!(ex.get_int64s(keys::WIDTH), Some(&[64i64][..]));
+        assert_eq!(ex.get_floats(keys::XMIN), Some(&[0.25f32][..]));
+        assert_eq!(ex.get_floats(keys::YMAX), Some(&[1.0f32][..]));
+        assert_eq!(ex.get_int64s(keys::CLASS_LABEL), Some(&[18i64][..]));
+        assert_eq!(ex.get_int64s(keys::IS_CROWD), Some(&[1i64][..]));
+        let enc = crate::shard::example::find_bytes_feature(&out, keys::ENCODED).unwrap();
+        assert_eq!(enc, Some(&b"\xff\xd8jpeg\xff\xd9"[..]));
+        assert_eq!(ex.features.len(), 15);
+    }
+
+    #[test]
+    fn no_objects_gives_empty_lists_and_same_bytes_twice() {
+        let a = record(vec![]);
+        let b = record(vec![]);
+        assert_eq!(a, b);
+        let ex = Example::decode(&a).unwrap();
+        assert_eq!(ex.get_floats(keys::XMIN).map(<[f32]>::len), Some(0));
+        assert_eq!(ex.get_int64s(keys::CLASS_LABEL).map(<[i64]>::len), Some(0));
+    }
+}
