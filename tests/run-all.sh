@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it (.ci/run calls this after fmt and clippy):
+#   1. Python venv for the compat tests (cached; tests/compat/venv.sh)
+#   2. cargo test --release          unit + integration tests (real binary on fixtures/)
+#   3. pytest tests/compat           TensorFlow, DALI and py-lmdb read what dsprep writes
+# Usage: bash tests/run-all.sh     (DSPREP_NO_VENV=1 to use the current python3 as it is)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -a TIMES=()
+phase() { # phase NAME CMD...: run, time, remember
+    local name="$1" start rc=0
+    shift
+    echo "::: $name: $*"
+    start=$(date +%s)
+    "$@" || rc=$?
+    TIMES+=("$(printf '%-24s %5ss  exit %s' "$name" "$(( $(date +%s) - start ))" "$rc")")
+    echo "::: $name took $(( $(date +%s) - start ))s (exit $rc)"
+    return "$rc"
+}
+
+start=$(date +%s)
+# shellcheck source=tests/compat/venv.sh
+source tests/compat/venv.sh
+TIMES+=("$(printf '%-24s %5ss' "python venv" "$(( $(date +%s) - start ))")")
+
+cargo_rc=0
+phase "cargo test --release" cargo test --release || cargo_rc=$?
+
+PYTEST_LOG="$(mktemp)"
+trap 'rm -f "$PYTEST_LOG"' EXIT
+pytest_rc=0
+phase "pytest tests/compat" bash -c 'set -o pipefail; python -m pytest tests/compat 2>&1 | tee "$0"' \
+    "$PYTEST_LOG" || pytest_rc=$?
+if [ "$pytest_rc" -eq 5 ]; then
+    echo "ERROR: pytest collected no tests in tests/compat" >&2
+    pytest_rc=1
+fi
+
+echo "::: run-all timings"
+printf '  %s\n' "${TIMES[@]}"
+if [ -n "${DSPREP_CI_START:-}" ]; then
+    echo "  CI total (from .ci/run start) $(( $(date +%s) - DSPREP_CI_START ))s"
+fi
+# Keep pytest's summary the last line, where CI looks for it.
+tail -n 1 "$PYTEST_LOG"
+if [ "$cargo_rc" -ne 0 ]; then
+    echo "FAILED: cargo test --release exited $cargo_rc"
+    exit "$cargo_rc"
+fi
+exit "$pytest_rc"
