@@ -1,6 +1,20 @@
 //! Typed COCO annotation parsing: only the fields dsprep needs, the rest skipped.
+//!
+//! Why this shape: COCO train2017's instances file is ~450 MB, almost all of it polygon
+//! `segmentation` numbers that convert never uses. Parsing into `serde_json::Value` costs
+//! gigabytes and tens of seconds; here the file is memory-mapped and parsed once with
+//! `serde_json::from_slice` into small typed structs, and every field we do not name
+//! (segmentation, keypoints, info, licenses, vendor extras) is skipped with
+//! [`serde::de::IgnoredAny`], which scans over it without allocating or converting numbers.
+//! Annotations are then grouped by image with a counting sort (stable: JSON order kept within
+//! an image), so the result is deterministic and needs no per-image allocations.
 
 use super::DatasetError;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs::File;
 use std::path::Path;
 
 /// A category as declared in the JSON (`id` may have gaps, e.g. COCO's 1..90).
@@ -14,6 +28,7 @@ pub struct Category {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageEntry {
     pub id: i64,
+    /// Relative to the split's images folder; may contain sub-folders and any UTF-8.
     pub file_name: String,
     pub width: u32,
     pub height: u32,
@@ -22,15 +37,24 @@ pub struct ImageEntry {
 /// One `annotations[]` entry (segmentation/keypoints are not needed by convert and skipped).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Annotation {
+    /// The annotation's own `id`, when it is an integer (only used to name it in reports).
+    pub id: Option<i64>,
     pub image_id: i64,
     pub category_id: i64,
-    /// `[x, y, w, h]` in pixels of the image as displayed.
+    /// `[x, y, w, h]` in pixels of the image as displayed. All NaN when the JSON has no usable
+    /// bbox (missing, null, not 4 numbers; counted in [`LoadStats`]), so that
+    /// [`normalize_box`](super::normalize_box) drops it as invalid.
     pub bbox: [f64; 4],
+    /// The JSON `area`; `w * h` of the bbox when absent (0 when the bbox is unusable too).
     pub area: f64,
     pub iscrowd: bool,
 }
 
 /// Annotation-level problems found while loading (counted, reported in the manifest).
+///
+/// Annotations counted in `unknown_image` or `unknown_category` are not in
+/// [`CocoDataset::annotations`] (an annotation with both problems counts as `unknown_image`).
+/// Annotations counted in `missing_bbox`/`invalid_bbox` are kept, with a NaN bbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoadStats {
     /// Annotations whose `image_id` matches no image.
@@ -39,16 +63,26 @@ pub struct LoadStats {
     pub unknown_category: u64,
     /// Images whose `id` repeats an earlier image (later ones are ignored).
     pub duplicate_image_ids: u64,
+    /// Categories whose `id` repeats an earlier category (later ones are ignored).
+    #[serde(default)]
+    pub duplicate_category_ids: u64,
+    /// Annotations without a `bbox` key, or with `"bbox": null`.
+    #[serde(default)]
+    pub missing_bbox: u64,
+    /// Annotations whose `bbox` is not an array of exactly 4 numbers.
+    #[serde(default)]
+    pub invalid_bbox: u64,
 }
 
 /// A parsed split: images in JSON order, each with its annotations (JSON order kept).
 #[derive(Debug, Clone, Default)]
 pub struct CocoDataset {
     pub images: Vec<ImageEntry>,
-    /// Sorted by id.
+    /// Sorted by id, ids unique.
     pub categories: Vec<Category>,
     /// Grouped by image: `annotations[ann_start[i]..ann_start[i+1]]` belong to `images[i]`.
     pub annotations: Vec<Annotation>,
+    /// `images.len() + 1` entries, non-decreasing, first 0, last `annotations.len()`.
     pub ann_start: Vec<usize>,
     pub stats: LoadStats,
 }
@@ -67,18 +101,970 @@ impl CocoDataset {
     pub fn is_empty(&self) -> bool {
         self.images.is_empty()
     }
-    /// The `i`-th image (JSON order) with its annotations.
+    /// The `i`-th image (JSON order) with its annotations. Panics if `i >= len()` (a caller
+    /// bug, never input-dependent); see [`CocoDataset::get`] for the checked form.
     pub fn sample(&self, i: usize) -> Sample<'_> {
         Sample {
             image: &self.images[i],
             annotations: &self.annotations[self.ann_start[i]..self.ann_start[i + 1]],
         }
     }
+    /// The `i`-th image with its annotations, `None` when out of range.
+    pub fn get(&self, i: usize) -> Option<Sample<'_>> {
+        let image = self.images.get(i)?;
+        let start = *self.ann_start.get(i)?;
+        let end = *self.ann_start.get(i + 1)?;
+        Some(Sample {
+            image,
+            annotations: self.annotations.get(start..end)?,
+        })
+    }
+    /// All samples in JSON order.
+    pub fn samples(&self) -> impl Iterator<Item = Sample<'_>> + '_ {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+    /// The category with this COCO id.
+    pub fn category(&self, id: i64) -> Option<&Category> {
+        self.categories
+            .binary_search_by_key(&id, |c| c.id)
+            .ok()
+            .and_then(|i| self.categories.get(i))
+    }
+}
+
+/// COCO category id → contiguous label `0..K-1` in id order (for `--labels contiguous` and the
+/// manifest's category map).
+pub fn category_labels(ds: &CocoDataset) -> Vec<(i64, u32)> {
+    ds.categories
+        .iter()
+        .zip(0u32..)
+        .map(|(c, i)| (c.id, i))
+        .collect()
 }
 
 /// Parse a COCO annotation file. Fast and memory-lean: a 450 MB train2017 file in seconds,
 /// well under 1 GB.
+///
+/// Errors: unreadable file → [`DatasetError::Io`]; malformed JSON, wrong types (e.g. string
+/// ids) or missing required fields (`images`, `id`, `file_name`, `image_id`, `category_id`,
+/// category `name`) → [`DatasetError::Json`] with line, column and the text near the error.
+/// Everything per-annotation is counted in [`LoadStats`] instead of failing.
 pub fn load_coco(path: &Path) -> Result<CocoDataset, DatasetError> {
-    let _ = path;
-    todo!("dataset helper implements")
+    let io_err = |source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    let raw = if len == 0 {
+        // mmap of an empty file fails with EINVAL; let the parser report "EOF at line 1".
+        parse_bytes(path, &[])?
+    } else {
+        // SAFETY: the mapping is read-only and private to this call; it is dropped before
+        // returning and nothing borrowed from it escapes (all output is owned). The remaining
+        // hazard is another process truncating or rewriting the file while we parse it, which
+        // could fault or yield torn bytes; annotation files are inputs nobody writes during a
+        // convert, and torn bytes would at worst surface as a JSON error.
+        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
+        // Only a hint for read-ahead on a cold cache; failure changes nothing.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let raw = parse_bytes(path, &map)?;
+        drop(map); // unmap before grouping so the file pages and the grouped copy never overlap
+        raw
+    };
+    Ok(build(raw))
+}
+
+/// Parse COCO JSON already in memory (same rules as [`load_coco`]; `path` only names errors).
+pub fn parse_coco_bytes(path: &Path, bytes: &[u8]) -> Result<CocoDataset, DatasetError> {
+    parse_bytes(path, bytes).map(build)
+}
+
+fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<RawFile, DatasetError> {
+    // Windows tools sometimes prepend a UTF-8 byte-order mark, which JSON forbids.
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    serde_json::from_slice::<RawFile>(body).map_err(|e| json_error(path, body, &e))
+}
+
+fn json_error(path: &Path, bytes: &[u8], e: &serde_json::Error) -> DatasetError {
+    let (line, column) = (e.line(), e.column());
+    let full = e.to_string();
+    let suffix = format!(" at line {line} column {column}");
+    let msg = full.strip_suffix(&suffix).unwrap_or(&full);
+    let message = match near(bytes, line, column) {
+        Some(ctx) => format!("{msg}; near {ctx:?}"),
+        None => msg.to_string(),
+    };
+    DatasetError::Json {
+        path: path.to_path_buf(),
+        message,
+        line,
+        column,
+    }
+}
+
+/// Up to 40 bytes of text ending at `line:column` (1-based), to make errors in one-line,
+/// hundreds-of-megabytes files findable.
+fn near(bytes: &[u8], line: usize, column: usize) -> Option<String> {
+    let line_bytes = bytes.split(|&b| b == b'\n').nth(line.checked_sub(1)?)?;
+    let end = column.min(line_bytes.len());
+    let start = end.saturating_sub(40);
+    let snippet = line_bytes.get(start..end)?;
+    let text = String::from_utf8_lossy(snippet).trim().to_string();
+    (!text.is_empty()).then_some(text)
+}
+
+/// Images, annotations and categories as read, before dedup/grouping.
+#[derive(Deserialize)]
+struct RawFile {
+    #[serde(deserialize_with = "images_seq")]
+    images: Vec<ImageEntry>,
+    #[serde(default, deserialize_with = "annotations_seq")]
+    annotations: RawAnnotations,
+    #[serde(default, deserialize_with = "categories_seq")]
+    categories: Vec<Category>,
+}
+
+#[derive(Default)]
+struct RawAnnotations {
+    list: Vec<Annotation>,
+    missing_bbox: u64,
+    invalid_bbox: u64,
+}
+
+/// Dedup images/categories, drop annotations of unknown images/categories, group the rest by
+/// image (stable counting sort), count everything.
+fn build(raw: RawFile) -> CocoDataset {
+    let mut stats = LoadStats {
+        missing_bbox: raw.annotations.missing_bbox,
+        invalid_bbox: raw.annotations.invalid_bbox,
+        ..LoadStats::default()
+    };
+
+    let mut index: HashMap<i64, usize> = HashMap::with_capacity(raw.images.len());
+    let mut images = Vec::with_capacity(raw.images.len());
+    for img in raw.images {
+        if index.contains_key(&img.id) {
+            stats.duplicate_image_ids += 1;
+            continue;
+        }
+        index.insert(img.id, images.len());
+        images.push(img);
+    }
+
+    let mut categories = raw.categories;
+    categories.sort_by_key(|c| c.id); // stable: the first of duplicate ids stays first
+    let before = categories.len();
+    categories.dedup_by_key(|c| c.id);
+    stats.duplicate_category_ids = (before - categories.len()) as u64;
+    let category_ids: HashSet<i64> = categories.iter().map(|c| c.id).collect();
+
+    // Image index of each annotation, usize::MAX for dropped ones.
+    let anns = raw.annotations.list;
+    let mut counts = vec![0usize; images.len() + 1];
+    let owner: Vec<usize> = anns
+        .iter()
+        .map(|a| match index.get(&a.image_id) {
+            None => {
+                stats.unknown_image += 1;
+                usize::MAX
+            }
+            Some(_) if !category_ids.contains(&a.category_id) => {
+                stats.unknown_category += 1;
+                usize::MAX
+            }
+            Some(&i) => {
+                if let Some(c) = counts.get_mut(i + 1) {
+                    *c += 1;
+                }
+                i
+            }
+        })
+        .collect();
+    drop(index);
+
+    // Prefix sums: counts[i] becomes the start of image i.
+    for i in 1..counts.len() {
+        counts[i] += counts[i - 1];
+    }
+    let ann_start = counts;
+    let kept = ann_start.last().copied().unwrap_or(0);
+
+    // Stable scatter via an order array, so only one extra u32-sized index per annotation.
+    let mut next = ann_start.clone();
+    let mut order = vec![u32::MAX; kept];
+    for (k, &i) in owner.iter().enumerate() {
+        if i == usize::MAX {
+            continue;
+        }
+        if let Some(slot) = next.get_mut(i) {
+            if let Some(o) = order.get_mut(*slot) {
+                *o = k as u32;
+            }
+            *slot += 1;
+        }
+    }
+    drop(owner);
+    let annotations: Vec<Annotation> = order
+        .iter()
+        .filter_map(|&k| anns.get(k as usize).cloned())
+        .collect();
+
+    CocoDataset {
+        images,
+        categories,
+        annotations,
+        ann_start,
+        stats,
+    }
+}
+
+// ---- serde plumbing -------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct RawImage {
+    id: Id,
+    file_name: String,
+    #[serde(default)]
+    width: Dim,
+    #[serde(default)]
+    height: Dim,
+}
+
+#[derive(Deserialize)]
+struct RawCategory {
+    id: Id,
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct RawAnnotation {
+    #[serde(default)]
+    id: LenientId,
+    image_id: Id,
+    category_id: Id,
+    #[serde(default)]
+    bbox: BBox,
+    #[serde(default)]
+    area: Option<f64>,
+    #[serde(default)]
+    iscrowd: Crowd,
+}
+
+fn images_seq<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ImageEntry>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<ImageEntry>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of image objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+            while let Some(r) = seq.next_element::<RawImage>()? {
+                out.push(ImageEntry {
+                    id: r.id.0,
+                    file_name: r.file_name,
+                    width: r.width.0,
+                    height: r.height.0,
+                });
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
+fn categories_seq<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Category>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<Category>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of category objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(r) = seq.next_element::<RawCategory>()? {
+                out.push(Category {
+                    id: r.id.0,
+                    name: r.name,
+                });
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
+fn annotations_seq<'de, D: Deserializer<'de>>(d: D) -> Result<RawAnnotations, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = RawAnnotations;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array of annotation objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut out = RawAnnotations::default();
+            while let Some(r) = seq.next_element::<RawAnnotation>()? {
+                let bbox = match r.bbox {
+                    BBox::Valid(b) => Some(b),
+                    BBox::Missing => {
+                        out.missing_bbox += 1;
+                        None
+                    }
+                    BBox::Invalid => {
+                        out.invalid_bbox += 1;
+                        None
+                    }
+                };
+                let area = match (r.area, bbox) {
+                    (Some(a), _) => a,
+                    (None, Some([_, _, w, h])) => w * h,
+                    (None, None) => 0.0,
+                };
+                out.list.push(Annotation {
+                    id: r.id.0,
+                    image_id: r.image_id.0,
+                    category_id: r.category_id.0,
+                    bbox: bbox.unwrap_or([f64::NAN; 4]),
+                    area,
+                    iscrowd: r.iscrowd.0,
+                });
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(V)
+}
+
+/// Accept an `f64` that is a whole number within `[min, max]`.
+fn whole(v: f64, min: f64, max: f64) -> Option<f64> {
+    (v.is_finite() && v.fract() == 0.0 && v >= min && v <= max).then_some(v)
+}
+
+/// A required integer id. Integral floats (`3.0`, written by some pandas exports) are accepted;
+/// strings are rejected because COCO tools compare ids as numbers and `"1"` vs `1` mismatches
+/// would silently orphan annotations.
+struct Id(i64);
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer id (string ids are not supported: re-export the JSON with numeric ids)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Id, E> {
+                Ok(Id(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Id, E> {
+                i64::try_from(v)
+                    .map(Id)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Id, E> {
+                // i64::MAX as f64 rounds up to 2^63, so bound strictly below it.
+                match whole(v, -9.223_372_036_854_775e18, 9.223_372_036_854_775e18) {
+                    Some(w) => Ok(Id(w as i64)),
+                    None => Err(E::invalid_value(de::Unexpected::Float(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The optional annotation `id`: only kept to name annotations in reports, so anything that is
+/// not an integer is ignored rather than failing the load.
+#[derive(Default)]
+struct LenientId(Option<i64>);
+
+impl<'de> Deserialize<'de> for LenientId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LenientId;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientId, E> {
+                Ok(LenientId(Some(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientId, E> {
+                Ok(LenientId(i64::try_from(v).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientId, E> {
+                Ok(LenientId(
+                    whole(v, -9.223_372_036_854_775e18, 9.223_372_036_854_775e18).map(|w| w as i64),
+                ))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientId, E> {
+                Ok(LenientId(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<LenientId, E> {
+                Ok(LenientId(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<LenientId, E> {
+                Ok(LenientId(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LenientId, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(LenientId(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<LenientId, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LenientId(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Image width/height: a non-negative integer (integral floats accepted), `null` or absent → 0
+/// (unknown; convert then takes the size from the image header).
+#[derive(Default)]
+struct Dim(u32);
+
+impl<'de> Deserialize<'de> for Dim {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dim;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer image size in pixels")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dim, E> {
+                u32::try_from(v)
+                    .map(Dim)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dim, E> {
+                u32::try_from(v)
+                    .map(Dim)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dim, E> {
+                match whole(v, 0.0, f64::from(u32::MAX)) {
+                    Some(w) => Ok(Dim(w as u32)),
+                    None => Err(E::invalid_value(de::Unexpected::Float(v), &self)),
+                }
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Dim, E> {
+                Ok(Dim(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `iscrowd` as written by different tools: `0`/`1`, `true`/`false`, `0.0`/`1.0`, or `null`
+/// (→ false). Any non-zero number counts as crowd.
+#[derive(Default)]
+struct Crowd(bool);
+
+impl<'de> Deserialize<'de> for Crowd {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Crowd;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("iscrowd as 0/1 or true/false")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Crowd, E> {
+                Ok(Crowd(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Crowd, E> {
+                Ok(Crowd(v != 0))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Crowd, E> {
+                Ok(Crowd(v != 0))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Crowd, E> {
+                Ok(Crowd(v != 0.0))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Crowd, E> {
+                Ok(Crowd(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The `bbox` field. Never fails the load: a malformed bbox is one bad annotation, counted.
+#[derive(Default)]
+enum BBox {
+    Valid([f64; 4]),
+    #[default]
+    Missing,
+    Invalid,
+}
+
+impl<'de> Deserialize<'de> for BBox {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BBox;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a bbox [x, y, w, h]")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<BBox, E> {
+                Ok(BBox::Missing)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<BBox, A::Error> {
+                let mut b = [0.0f64; 4];
+                let mut n = 0usize;
+                let mut all_numbers = true;
+                while let Some(v) = seq.next_element::<Num>()? {
+                    match (v.0, b.get_mut(n)) {
+                        (Some(x), Some(slot)) => *slot = x,
+                        (None, _) => all_numbers = false,
+                        (Some(_), None) => {}
+                    }
+                    n += 1;
+                }
+                Ok(if n == 4 && all_numbers {
+                    BBox::Valid(b)
+                } else {
+                    BBox::Invalid
+                })
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<BBox, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(BBox::Invalid)
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<BBox, E> {
+                Ok(BBox::Invalid)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<BBox, E> {
+                Ok(BBox::Invalid)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<BBox, E> {
+                Ok(BBox::Invalid)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<BBox, E> {
+                Ok(BBox::Invalid)
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<BBox, E> {
+                Ok(BBox::Invalid)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One bbox element: a number, or `None` for anything else (skipped without failing).
+struct Num(Option<f64>);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(Some(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(Some(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(Some(v as f64)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Num, E> {
+                Ok(Num(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Num, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Num(None))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Num, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Num(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn parse(json: &str) -> Result<CocoDataset, DatasetError> {
+        parse_coco_bytes(Path::new("test.json"), json.as_bytes())
+    }
+
+    fn ok(json: &str) -> CocoDataset {
+        match parse(json) {
+            Ok(d) => d,
+            Err(e) => panic!("parse failed: {e}"),
+        }
+    }
+
+    fn json_err(json: &str) -> (String, usize, usize) {
+        match parse(json) {
+            Err(DatasetError::Json {
+                message,
+                line,
+                column,
+                ..
+            }) => (message, line, column),
+            Err(e) => panic!("expected a JSON error, got {e}"),
+            Ok(_) => panic!("expected a JSON error, parsed fine"),
+        }
+    }
+
+    const CATS: &str =
+        r#""categories": [{"id": 1, "name": "person"}, {"id": 90, "name": "toothbrush"}]"#;
+
+    #[test]
+    fn groups_annotations_by_image_in_json_order() {
+        let d = ok(&format!(
+            r#"{{"images": [
+                {{"id": 30, "file_name": "a.jpg", "width": 640, "height": 480}},
+                {{"id": 7, "file_name": "b.jpg", "width": 10, "height": 20}},
+                {{"id": 12, "file_name": "c.jpg", "width": 1, "height": 1}}],
+              "annotations": [
+                {{"id": 1, "image_id": 7, "category_id": 90, "bbox": [1, 2, 3, 4], "area": 12.5, "iscrowd": 0}},
+                {{"id": 2, "image_id": 30, "category_id": 1, "bbox": [0.5, 0.5, 1, 1], "area": 1, "iscrowd": 1}},
+                {{"id": 3, "image_id": 7, "category_id": 1, "bbox": [5, 6, 7, 8], "area": 56, "iscrowd": false}}],
+              {CATS}}}"#
+        ));
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.ann_start, vec![0, 1, 3, 3]);
+        let s0 = d.sample(0);
+        assert_eq!(s0.image.id, 30);
+        assert_eq!(s0.annotations.len(), 1);
+        assert!(s0.annotations[0].iscrowd);
+        let s1 = d.sample(1);
+        assert_eq!(s1.image.file_name, "b.jpg");
+        assert_eq!((s1.image.width, s1.image.height), (10, 20));
+        let ids: Vec<_> = s1.annotations.iter().map(|a| a.id).collect();
+        assert_eq!(
+            ids,
+            vec![Some(1), Some(3)],
+            "JSON order kept within an image"
+        );
+        assert_eq!(s1.annotations[0].bbox, [1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(s1.annotations[0].area, 12.5);
+        assert_eq!(s1.annotations[0].category_id, 90);
+        assert!(!s1.annotations[1].iscrowd);
+        assert!(
+            d.sample(2).annotations.is_empty(),
+            "image without annotations kept"
+        );
+        assert_eq!(d.stats, LoadStats::default());
+        assert_eq!(d.samples().count(), 3);
+        assert!(d.get(3).is_none());
+    }
+
+    #[test]
+    fn unknown_fields_and_segmentations_are_skipped() {
+        let d = ok(r#"{
+            "info": {"year": 2017, "nested": {"deep": [1, 2, {"x": null}]}},
+            "licenses": [{"id": 1, "name": "CC", "url": "http://x"}],
+            "images": [{"license": 3, "file_name": "x.jpg", "coco_url": "http://y",
+                        "height": 480, "width": 640, "date_captured": "2013", "id": 1,
+                        "extra": {"a": [true, false, null]}}],
+            "annotations": [
+              {"segmentation": [[1.5, 2.25, 3e2, 4E-1, 5, 6]], "num_keypoints": 0,
+               "keypoints": [0, 0, 0], "area": 3.0, "iscrowd": 0, "image_id": 1,
+               "bbox": [1, 2, 3, 4], "category_id": 1, "id": 99, "attributes": {"occluded": false}},
+              {"segmentation": {"counts": [1, 2, 3], "size": [480, 640]}, "area": 9,
+               "iscrowd": 1, "image_id": 1, "bbox": [0, 0, 3, 3], "category_id": 1, "id": 100}],
+            "categories": [{"supercategory": "person", "id": 1, "name": "person",
+                            "keypoints": ["nose"], "skeleton": [[1, 2]]}],
+            "type": "instances"
+        }"#);
+        assert_eq!(d.annotations.len(), 2);
+        assert_eq!(d.annotations[1].id, Some(100));
+        assert!(d.annotations[1].iscrowd);
+        assert_eq!(
+            d.categories,
+            vec![Category {
+                id: 1,
+                name: "person".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn missing_width_height_become_zero_and_null_too() {
+        let d = ok(r#"{"images": [{"id": 1, "file_name": "a.jpg"},
+                                  {"id": 2, "file_name": "b.jpg", "width": null, "height": 3.0}]}"#);
+        assert_eq!((d.images[0].width, d.images[0].height), (0, 0));
+        assert_eq!((d.images[1].width, d.images[1].height), (0, 3));
+        assert!(d.annotations.is_empty());
+        assert_eq!(d.ann_start, vec![0, 0, 0]);
+        assert!(d.categories.is_empty());
+    }
+
+    #[test]
+    fn negative_or_fractional_width_is_an_error() {
+        let (m, _, _) = json_err(r#"{"images": [{"id": 1, "file_name": "a.jpg", "width": -4}]}"#);
+        assert!(m.contains("non-negative integer image size"), "{m}");
+        let (m, _, _) = json_err(r#"{"images": [{"id": 1, "file_name": "a.jpg", "width": 4.5}]}"#);
+        assert!(m.contains("image size"), "{m}");
+    }
+
+    #[test]
+    fn string_ids_are_rejected_clearly() {
+        let (m, line, col) = json_err(r#"{"images": [{"id": "abc", "file_name": "a.jpg"}]}"#);
+        assert!(m.contains("invalid type: string \"abc\""), "{m}");
+        assert!(m.contains("integer id"), "{m}");
+        assert!(m.contains("near"), "{m}");
+        assert_eq!((line, col), (1, 24));
+        let (m, _, _) = json_err(
+            r#"{"images": [{"id": 1, "file_name": "a.jpg"}],
+                "annotations": [{"image_id": "1", "category_id": 1, "bbox": [0,0,1,1]}]}"#,
+        );
+        assert!(m.contains("integer id"), "{m}");
+        let (m, _, _) = json_err(r#"{"images": [], "categories": [{"id": "1", "name": "x"}]}"#);
+        assert!(m.contains("integer id"), "{m}");
+    }
+
+    #[test]
+    fn integral_float_ids_are_accepted_fractional_rejected() {
+        let d = ok(r#"{"images": [{"id": 5.0, "file_name": "a.jpg"}],
+                       "annotations": [{"image_id": 5, "category_id": 2.0, "bbox": [0,0,1,1]}],
+                       "categories": [{"id": 2, "name": "x"}]}"#);
+        assert_eq!(d.images[0].id, 5);
+        assert_eq!(d.annotations.len(), 1);
+        let (m, _, _) = json_err(r#"{"images": [{"id": 5.5, "file_name": "a.jpg"}]}"#);
+        assert!(m.contains("integer id"), "{m}");
+    }
+
+    #[test]
+    fn empty_annotations_array_and_missing_annotations_key() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}], "annotations": [], {CATS}}}"#
+        ));
+        assert_eq!(d.ann_start, vec![0, 0]);
+        let d = ok(r#"{"images": []}"#);
+        assert!(d.is_empty());
+        assert_eq!(d.ann_start, vec![0]);
+    }
+
+    #[test]
+    fn missing_images_key_is_an_error() {
+        let (m, _, _) = json_err(r#"{"annotations": []}"#);
+        assert!(m.contains("missing field `images`"), "{m}");
+    }
+
+    #[test]
+    fn categories_with_gaps_are_sorted_and_labelled_contiguously() {
+        let d = ok(r#"{"images": [], "categories": [
+            {"id": 90, "name": "toothbrush"}, {"id": 1, "name": "person"},
+            {"id": 13, "name": "stop sign"}, {"id": 13, "name": "dup"}]}"#);
+        let ids: Vec<_> = d.categories.iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![1, 13, 90]);
+        assert_eq!(d.category(13).map(|c| c.name.as_str()), Some("stop sign"));
+        assert!(d.category(2).is_none());
+        assert_eq!(d.stats.duplicate_category_ids, 1);
+        assert_eq!(category_labels(&d), vec![(1, 0), (13, 1), (90, 2)]);
+    }
+
+    #[test]
+    fn unicode_and_subfolder_file_names_and_escapes() {
+        let d = ok(r#"{"images": [
+            {"id": 1, "file_name": "sub/ñandú 10.jpg"},
+            {"id": 2, "file_name": "日本/写真.jpg"},
+            {"id": 3, "file_name": "esc\u00e9\\\"q\".jpg"}]}"#);
+        assert_eq!(d.images[0].file_name, "sub/ñandú 10.jpg");
+        assert_eq!(d.images[1].file_name, "日本/写真.jpg");
+        assert_eq!(d.images[2].file_name, "escé\\\"q\".jpg");
+    }
+
+    #[test]
+    fn annotations_for_unknown_images_and_categories_are_counted_and_dropped() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}],
+              "annotations": [
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}},
+                {{"image_id": 2, "category_id": 1, "bbox": [0,0,1,1]}},
+                {{"image_id": 1, "category_id": 5, "bbox": [0,0,1,1]}},
+                {{"image_id": 3, "category_id": 5, "bbox": [0,0,1,1]}}],
+              {CATS}}}"#
+        ));
+        assert_eq!(d.annotations.len(), 1);
+        assert_eq!(d.stats.unknown_image, 2);
+        assert_eq!(d.stats.unknown_category, 1);
+        assert_eq!(d.ann_start, vec![0, 1]);
+    }
+
+    #[test]
+    fn duplicate_image_ids_keep_the_first() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}, {{"id": 2, "file_name": "b.jpg"}},
+                           {{"id": 1, "file_name": "a-again.jpg"}}],
+              "annotations": [{{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}}],
+              {CATS}}}"#
+        ));
+        assert_eq!(d.len(), 2);
+        assert_eq!(d.images[0].file_name, "a.jpg");
+        assert_eq!(d.stats.duplicate_image_ids, 1);
+        assert_eq!(d.sample(0).annotations.len(), 1);
+    }
+
+    #[test]
+    fn missing_and_malformed_bboxes_are_kept_as_nan_and_counted() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}}],
+              "annotations": [
+                {{"image_id": 1, "category_id": 1}},
+                {{"image_id": 1, "category_id": 1, "bbox": null, "area": 4}},
+                {{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3]}},
+                {{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4, 5]}},
+                {{"image_id": 1, "category_id": 1, "bbox": [1, "2", 3, 4]}},
+                {{"image_id": 1, "category_id": 1, "bbox": {{"x": 1}}}},
+                {{"image_id": 1, "category_id": 1, "bbox": [1, null, [3], {{}}]}},
+                {{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4]}}],
+              {CATS}}}"#
+        ));
+        assert_eq!(d.annotations.len(), 8);
+        assert_eq!(d.stats.missing_bbox, 2);
+        assert_eq!(d.stats.invalid_bbox, 5);
+        assert!(d.annotations[..7]
+            .iter()
+            .all(|a| a.bbox.iter().all(|v| v.is_nan())));
+        assert_eq!(d.annotations[0].area, 0.0, "no area, no bbox → 0");
+        assert_eq!(d.annotations[1].area, 4.0, "given area kept");
+        assert_eq!(d.annotations[7].area, 12.0, "missing area → w*h");
+        assert_eq!(
+            crate::dataset::normalize_box(d.annotations[0].bbox, 10, 10),
+            crate::dataset::BoxOutcome::DroppedInvalid
+        );
+    }
+
+    #[test]
+    fn iscrowd_variants() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}],
+              "annotations": [
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": 0}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": 1}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": true}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": false}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": null}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1], "iscrowd": 1.0}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}}],
+              {CATS}}}"#
+        ));
+        let c: Vec<bool> = d.annotations.iter().map(|a| a.iscrowd).collect();
+        assert_eq!(c, vec![false, true, true, false, false, true, false]);
+        let (m, _, _) = json_err(
+            r#"{"images": [{"id": 1, "file_name": "a.jpg"}],
+                "annotations": [{"image_id": 1, "category_id": 1, "iscrowd": "yes"}]}"#,
+        );
+        assert!(m.contains("iscrowd"), "{m}");
+    }
+
+    #[test]
+    fn lenient_annotation_ids() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}],
+              "annotations": [
+                {{"id": "a-1", "image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}},
+                {{"id": {{"x": [1]}}, "image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}},
+                {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}}],
+              {CATS}}}"#
+        ));
+        assert!(d.annotations.iter().all(|a| a.id.is_none()));
+    }
+
+    #[test]
+    fn truncated_json_reports_line_and_column() {
+        let json =
+            "{\"images\": [\n  {\"id\": 1, \"file_name\": \"a.jpg\"},\n  {\"id\": 2, \"file_na";
+        let (m, line, col) = json_err(json);
+        assert!(m.contains("EOF"), "{m}");
+        assert_eq!(line, 3);
+        assert_eq!(col, 20);
+        assert!(m.contains("file_na"), "context snippet shown: {m}");
+        let e = parse(json).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with("test.json:"), "{e}");
+        assert!(e.contains("line 3, column 20"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_and_wrong_top_level() {
+        let (m, line, _) = json_err("{\"images\": [}\n");
+        assert!(m.contains("expected value"), "{m}");
+        assert_eq!(line, 1);
+        let (m, _, _) = json_err("[1, 2]");
+        assert!(!m.is_empty());
+        let (m, line, col) = json_err("");
+        assert!(m.contains("EOF"), "{m}");
+        assert_eq!((line, col), (1, 0));
+        let (m, _, _) = json_err(r#"{"images": [], "images": []}"#);
+        assert!(m.contains("duplicate field"), "{m}");
+        let (m, _, _) = json_err(r#"{"images": [{"file_name": "a.jpg"}]}"#);
+        assert!(m.contains("missing field `id`"), "{m}");
+    }
+
+    #[test]
+    fn utf8_bom_is_tolerated() {
+        let d = parse_coco_bytes(
+            Path::new("bom.json"),
+            b"\xEF\xBB\xBF{\"images\": [{\"id\": 1, \"file_name\": \"a.jpg\"}]}",
+        );
+        assert!(matches!(d, Ok(ref d) if d.len() == 1));
+    }
+
+    #[test]
+    fn load_coco_reads_files_and_names_them_in_errors() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let good = dir.path().join("instances_val.json");
+        let mut f = File::create(&good)?;
+        f.write_all(
+            br#"{"images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
+                "annotations": [{"image_id": 1, "category_id": 3, "bbox": [0, 0, 2, 2]}],
+                "categories": [{"id": 3, "name": "cat"}]}"#,
+        )?;
+        drop(f);
+        let d = load_coco(&good)?;
+        assert_eq!(d.len(), 1);
+        assert_eq!(d.annotations.len(), 1);
+
+        let empty = dir.path().join("empty.json");
+        File::create(&empty)?;
+        match load_coco(&empty) {
+            Err(DatasetError::Json { path, line, .. }) => {
+                assert_eq!(path, empty);
+                assert_eq!(line, 1);
+            }
+            other => panic!("expected Json error, got {other:?}"),
+        }
+
+        let missing = dir.path().join("nope.json");
+        match load_coco(&missing) {
+            Err(e @ DatasetError::Io { .. }) => {
+                assert!(e.to_string().contains("nope.json"), "{e}");
+            }
+            other => panic!("expected Io error, got {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn committed_fixture_parses() -> Result<(), Box<dyn std::error::Error>> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/coco/annotations/instances_val.json");
+        if p.exists() {
+            let d = load_coco(&p)?;
+            assert!(!d.is_empty());
+            assert_eq!(d.ann_start.len(), d.len() + 1);
+            assert_eq!(d.ann_start.last().copied(), Some(d.annotations.len()));
+        }
+        Ok(())
+    }
 }

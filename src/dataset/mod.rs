@@ -8,8 +8,11 @@ pub mod coco;
 pub mod discover;
 
 pub use boxes::{normalize_box, BoxOutcome, NormalizedBox};
-pub use coco::{load_coco, Annotation, Category, CocoDataset, ImageEntry, LoadStats, Sample};
-pub use discover::{discover_splits, SplitSource};
+pub use coco::{
+    category_labels, load_coco, parse_coco_bytes, Annotation, Category, CocoDataset, ImageEntry,
+    LoadStats, Sample,
+};
+pub use discover::{discover_splits, explicit_split, select_split, SplitSource};
 
 use std::path::PathBuf;
 
@@ -43,4 +46,13 @@ pub enum DatasetError {
         split: String,
         looked_for: String,
     },
+    #[error("{root}: split {name:?} found twice ({first} and {second}); remove one, or pass --annotations FILE --images DIR")]
+    AmbiguousSplit {
+        root: PathBuf,
+        name: String,
+        first: PathBuf,
+        second: PathBuf,
+    },
+    #[error("split name {name:?} cannot be used: {reason}; pass a plain name with --split")]
+    InvalidSplitName { name: String, reason: &'static str },
 }
