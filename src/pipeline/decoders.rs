@@ -1,0 +1,262 @@
+//! The decoders behind one [`Decoder`] trait: nvJPEG's hardware engines (batched), nvJPEG's
+//! CUDA/hybrid decoupled decoder (one image at a time, double-buffered, with a CPU fallback for
+//! what nvJPEG rejects), and the CPU decoder (`image` crate; the reference the GPU is tested
+//! against). GPU decoders write interleaved RGB8 asynchronously into the batch's device arena on
+//! their own stream and record a per-slot event ([`Decoder::fence`]) the kernel stream waits on.
+
+use crate::gpu::device::Gpu;
+use crate::gpu::ffi::cuda::{self, Event, PinnedBuffer};
+use crate::gpu::ffi::nvjpeg::{
+    self, BatchedState, CudaStreamRef, Decoupled, DeviceImage, Handle, JpegStream,
+};
+use crate::gpu::GpuError;
+use cudarc::driver::CudaStream;
+use std::sync::Arc;
+
+/// Which decoder handled an image (report counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecoderKind {
+    Hardware,
+    Cuda,
+    Cpu,
+}
+
+/// One image to decode into `dst` (3·width·height bytes at pitch 3·width).
+pub struct Job<'a> {
+    pub data: &'a [u8],
+    pub width: u32,
+    pub height: u32,
+    pub dst: DeviceImage,
+}
+
+/// Outcome of one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobResult {
+    Done(DecoderKind),
+    /// This decoder cannot take it; another should.
+    Retry,
+    /// Nobody can: the record is reported (shard, offset, reason) and its slot is padded.
+    Failed(String),
+}
+
+/// A decode backend. `decode` issues work; `fence(slot)` records the event the kernel stream
+/// will wait on for everything this decoder wrote into that slot's arena so far.
+pub trait Decoder: Send {
+    fn kind(&self) -> DecoderKind;
+    /// How many images one claim should take (hardware: a chunk; others: 1).
+    fn claim_size(&self) -> usize;
+    fn decode(&mut self, jobs: &[Job<'_>], results: &mut Vec<JobResult>) -> Result<(), GpuError>;
+    fn fence(&mut self, slot: usize) -> Result<(), GpuError>;
+}
+
+/// Decodes with the `image` crate (zune-jpeg) into interleaved RGB8: (pixels, width, height).
+pub fn cpu_decode_rgb8(data: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
+    let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg)
+        .map_err(|e| format!("CPU decoder: {e}"))?;
+    let rgb = img.to_rgb8();
+    let (w, h) = rgb.dimensions();
+    Ok((rgb.into_raw(), w, h))
+}
+
+/// Per-slot fence events of one decoder, shared with the assembler.
+pub type Fences = Arc<Vec<Event>>;
+
+pub fn new_fences(slots: usize) -> Result<Fences, GpuError> {
+    let mut v = Vec::with_capacity(slots);
+    for _ in 0..slots {
+        v.push(Event::new(false)?);
+    }
+    Ok(Arc::new(v))
+}
+
+fn record_fence(fences: &Fences, slot: usize, stream: &CudaStream) -> Result<(), GpuError> {
+    fences
+        .get(slot)
+        .ok_or_else(|| GpuError::Invalid(format!("no fence for slot {slot}")))?
+        .record(stream)
+}
+
+/// nvJPEG batched decode on the hardware JPEG engines.
+pub struct HwDecoder {
+    state: BatchedState,
+    parser: JpegStream,
+    stream: Arc<CudaStream>,
+    fences: Fences,
+    chunk: usize,
+    ok_data: Vec<usize>,
+}
+
+impl HwDecoder {
+    pub fn new(
+        gpu: &Gpu,
+        handle: &Arc<Handle>,
+        fences: Fences,
+        chunk: usize,
+    ) -> Result<Self, GpuError> {
+        gpu.bind()?;
+        let mut state = BatchedState::new(handle)?;
+        state.preallocate(chunk, 1024, 1024);
+        Ok(Self {
+            state,
+            parser: JpegStream::new(handle)?,
+            stream: gpu.new_stream()?,
+            fences,
+            chunk: chunk.max(1),
+            ok_data: Vec::new(),
+        })
+    }
+}
+
+impl Decoder for HwDecoder {
+    fn kind(&self) -> DecoderKind {
+        DecoderKind::Hardware
+    }
+    fn claim_size(&self) -> usize {
+        self.chunk
+    }
+    fn decode(&mut self, jobs: &[Job<'_>], results: &mut Vec<JobResult>) -> Result<(), GpuError> {
+        results.clear();
+        self.ok_data.clear();
+        for (i, j) in jobs.iter().enumerate() {
+            let ok = match self.parser.parse_header(j.data) {
+                Ok(info) => {
+                    info.width == j.width
+                        && info.height == j.height
+                        && self.parser.hw_supported().unwrap_or(false)
+                }
+                Err(_) => false,
+            };
+            results.push(JobResult::Retry);
+            if ok {
+                self.ok_data.push(i);
+            }
+        }
+        if self.ok_data.is_empty() {
+            return Ok(());
+        }
+        let data: Vec<&[u8]> = self.ok_data.iter().map(|&i| jobs[i].data).collect();
+        let dst: Vec<DeviceImage> = self.ok_data.iter().map(|&i| jobs[i].dst).collect();
+        match self
+            .state
+            .decode(&data, &dst, CudaStreamRef(cuda::raw_stream(&self.stream)))
+        {
+            Ok(()) => {
+                for &i in &self.ok_data {
+                    results[i] = JobResult::Done(DecoderKind::Hardware);
+                }
+                Ok(())
+            }
+            // One bad image fails the whole hardware batch: hand them all to the CUDA decoder,
+            // which decodes one at a time and reports the culprit.
+            Err(e) if nvjpeg::is_image_error(&e) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    fn fence(&mut self, slot: usize) -> Result<(), GpuError> {
+        record_fence(&self.fences, slot, &self.stream)
+    }
+}
+
+/// nvJPEG decoupled CUDA/hybrid decoder, with CPU decode + upload as the last resort.
+pub struct CudaDecoder {
+    dec: Decoupled,
+    stream: Arc<CudaStream>,
+    fences: Fences,
+    /// Event per pinned buffer: its last host→device transfer has finished.
+    buf_done: [Event; 2],
+    buf_used: [bool; 2],
+    staging: PinnedBuffer,
+    pub cpu_fallbacks: u64,
+}
+
+impl CudaDecoder {
+    pub fn new(
+        gpu: &Gpu,
+        handle: &Arc<Handle>,
+        backend: i32,
+        fences: Fences,
+    ) -> Result<Self, GpuError> {
+        gpu.bind()?;
+        Ok(Self {
+            dec: Decoupled::new(handle, backend)?,
+            stream: gpu.new_stream()?,
+            fences,
+            buf_done: [Event::new(false)?, Event::new(false)?],
+            buf_used: [false, false],
+            staging: PinnedBuffer::alloc(&gpu.ctx, 4 << 20)?,
+            cpu_fallbacks: 0,
+        })
+    }
+
+    fn nvjpeg_one(&mut self, j: &Job<'_>) -> Result<(), GpuError> {
+        let k = self.dec.next_buffer();
+        if self.buf_used[k] {
+            self.buf_done[k].synchronize()?;
+        }
+        let info = self.dec.host_stage(j.data)?;
+        if info.width != j.width || info.height != j.height {
+            return Err(GpuError::Invalid(format!(
+                "nvJPEG sees {}x{}, the header parse {}x{}",
+                info.width, info.height, j.width, j.height
+            )));
+        }
+        let s = CudaStreamRef(cuda::raw_stream(&self.stream));
+        self.dec.transfer(s)?;
+        self.buf_done[k].record(&self.stream)?;
+        self.buf_used[k] = true;
+        self.dec.device_stage(j.dst, s)
+    }
+
+    fn cpu_one(&mut self, j: &Job<'_>) -> Result<(), String> {
+        let (px, w, h) = cpu_decode_rgb8(j.data)?;
+        if w != j.width || h != j.height {
+            return Err(format!(
+                "CPU decoder gives {w}x{h}, the header says {}x{}",
+                j.width, j.height
+            ));
+        }
+        let map = |e: GpuError| e.to_string();
+        // The staging buffer is reused: wait for its previous upload first (rare path).
+        self.stream.synchronize().map_err(|e| format!("{e:?}"))?;
+        self.staging.ensure(px.len(), 0).map_err(map)?;
+        self.staging.as_mut_slice()[..px.len()].copy_from_slice(&px);
+        cuda_upload(j.dst, &self.staging.as_slice()[..px.len()], &self.stream).map_err(map)?;
+        self.stream.synchronize().map_err(|e| format!("{e:?}"))?;
+        Ok(())
+    }
+}
+
+fn cuda_upload(dst: DeviceImage, src: &[u8], stream: &CudaStream) -> Result<(), GpuError> {
+    crate::gpu::ffi::cuda::copy_htod_raw_async(dst.ptr, src, stream)
+}
+
+impl Decoder for CudaDecoder {
+    fn kind(&self) -> DecoderKind {
+        DecoderKind::Cuda
+    }
+    fn claim_size(&self) -> usize {
+        1
+    }
+    fn decode(&mut self, jobs: &[Job<'_>], results: &mut Vec<JobResult>) -> Result<(), GpuError> {
+        results.clear();
+        for j in jobs {
+            match self.nvjpeg_one(j) {
+                Ok(()) => results.push(JobResult::Done(DecoderKind::Cuda)),
+                Err(e @ (GpuError::NvJpeg { .. } | GpuError::Invalid(_))) => {
+                    // nvJPEG cannot take it (CMYK, odd sampling, damaged): try the CPU decoder.
+                    self.cpu_fallbacks += 1;
+                    match self.cpu_one(j) {
+                        Ok(()) => results.push(JobResult::Done(DecoderKind::Cpu)),
+                        Err(cpu) => results.push(JobResult::Failed(format!("nvJPEG: {e}; {cpu}"))),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+    fn fence(&mut self, slot: usize) -> Result<(), GpuError> {
+        record_fence(&self.fences, slot, &self.stream)
+    }
+}

@@ -1,0 +1,223 @@
+//! `verify-throughput` arguments → a validated [`PipelineConfig`] plus the device choice.
+//!
+//! Tuning knobs that have no flag yet are read from the environment here, once, so the pipeline
+//! never looks at it (see bench/gpu/README.md): `DSPREP_DECODERS` (both|hw|cuda),
+//! `DSPREP_HW_WORKERS`, `DSPREP_HW_CHUNK`, `DSPREP_CUDA_WORKERS`, `DSPREP_CUDA_BACKEND`
+//! (hybrid|gpu_hybrid), `DSPREP_SLOTS`, `DSPREP_WARMUP_S`.
+
+use crate::cli::{DeviceKind, VerifyThroughputArgs};
+use crate::pipeline::{DecoderSet, GpuTuning, PipelineConfig, Stop};
+use std::path::PathBuf;
+
+/// What is wrong with a verify-throughput invocation.
+#[derive(Debug, thiserror::Error)]
+pub enum ThroughputPlanError {
+    #[error("{0}: not a folder (give the output folder of `dsprep convert`)")]
+    NotADir(PathBuf),
+    #[error("--batch must be between 1 and 65536 (got {0})")]
+    Batch(u32),
+    #[error("--size must be between 8 and 8192 pixels (got {0})")]
+    Size(u32),
+    #[error("--seconds must be a positive number (got {0})")]
+    Seconds(f64),
+    #[error("--epochs must be at least 1")]
+    Epochs,
+    #[error("--target-ips must be a positive number (got {0})")]
+    Target(f64),
+    #[error("--readers must be at least 1")]
+    Readers,
+    #[error("--gpus: more than one GPU is not supported yet; run one process per GPU (got {0:?})")]
+    Gpus(Vec<u32>),
+    #[error("environment variable {var}={value:?}: {why}")]
+    Env {
+        var: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// A validated verify-throughput run.
+#[derive(Debug, Clone)]
+pub struct ThroughputPlan {
+    pub config: PipelineConfig,
+    pub device: DeviceKind,
+    pub target_ips: Option<f64>,
+    pub json: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+fn env_usize(var: &'static str, default: usize, min: usize) -> Result<usize, ThroughputPlanError> {
+    match std::env::var(var) {
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n >= min => Ok(n),
+            _ => Err(ThroughputPlanError::Env {
+                var,
+                value: v,
+                why: "expected a whole number in range",
+            }),
+        },
+        Err(_) => Ok(default),
+    }
+}
+
+/// Builds the plan; `cores` is the machine's core count (injected for tests).
+pub fn plan_throughput(
+    a: &VerifyThroughputArgs,
+    cores: usize,
+) -> Result<ThroughputPlan, ThroughputPlanError> {
+    if !a.dir.is_dir() {
+        return Err(ThroughputPlanError::NotADir(a.dir.clone()));
+    }
+    if a.batch == 0 || a.batch > 65536 {
+        return Err(ThroughputPlanError::Batch(a.batch));
+    }
+    if !(8..=8192).contains(&a.size) {
+        return Err(ThroughputPlanError::Size(a.size));
+    }
+    let stop = match (a.seconds, a.epochs) {
+        (Some(s), _) if !(s.is_finite() && s > 0.0) => return Err(ThroughputPlanError::Seconds(s)),
+        (Some(s), _) => Stop::Seconds(s),
+        (None, Some(0)) => return Err(ThroughputPlanError::Epochs),
+        (None, Some(n)) => Stop::Epochs(n),
+        (None, None) => Stop::Seconds(10.0),
+    };
+    if let Some(t) = a.target_ips {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(ThroughputPlanError::Target(t));
+        }
+    }
+    if a.readers == Some(0) {
+        return Err(ThroughputPlanError::Readers);
+    }
+    if a.gpus.len() > 1 {
+        return Err(ThroughputPlanError::Gpus(a.gpus.clone()));
+    }
+    let cores = cores.max(1);
+    let readers = a.readers.unwrap_or(if cores >= 8 { 2 } else { 1 });
+    let decoders = match std::env::var("DSPREP_DECODERS").as_deref() {
+        Err(_) | Ok("both") => DecoderSet::Both,
+        Ok("hw") => DecoderSet::HardwareOnly,
+        Ok("cuda") => DecoderSet::CudaOnly,
+        Ok(v) => {
+            return Err(ThroughputPlanError::Env {
+                var: "DSPREP_DECODERS",
+                value: v.to_string(),
+                why: "expected both, hw or cuda",
+            })
+        }
+    };
+    let cuda_backend = match std::env::var("DSPREP_CUDA_BACKEND").as_deref() {
+        Err(_) | Ok("hybrid") => 1,
+        Ok("gpu_hybrid") => 2,
+        Ok(v) => {
+            return Err(ThroughputPlanError::Env {
+                var: "DSPREP_CUDA_BACKEND",
+                value: v.to_string(),
+                why: "expected hybrid or gpu_hybrid",
+            })
+        }
+    };
+    let hw_workers = env_usize("DSPREP_HW_WORKERS", 2, 1)?;
+    // Leave a core each for the readers, the assembler and the meter; the rest decode.
+    let cuda_default = cores.saturating_sub(readers + hw_workers + 2).clamp(1, 48);
+    let cuda_workers = env_usize("DSPREP_CUDA_WORKERS", cuda_default, 1)?;
+    let warmup_s = match std::env::var("DSPREP_WARMUP_S") {
+        Ok(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .ok_or(ThroughputPlanError::Env {
+                var: "DSPREP_WARMUP_S",
+                value: v,
+                why: "expected seconds >= 0",
+            })?,
+        Err(_) => 2.0,
+    };
+    Ok(ThroughputPlan {
+        config: PipelineConfig {
+            dir: a.dir.clone(),
+            shards: Vec::new(),
+            batch: a.batch as usize,
+            side: a.size,
+            resize: a.resize,
+            dtype: a.dtype,
+            bgr: a.bgr,
+            decode_only: a.decode_only,
+            stop,
+            warmup_s,
+            interval_s: 0.5,
+            readers,
+            cpu_threads: cores.saturating_sub(readers).max(1),
+            seed: 0,
+            gpu: GpuTuning {
+                ordinal: a.gpus.first().copied().unwrap_or(0),
+                decoders,
+                hw_workers,
+                hw_chunk: env_usize("DSPREP_HW_CHUNK", 64, 1)?,
+                cuda_workers,
+                cuda_backend,
+                slots: env_usize("DSPREP_SLOTS", 4, 3)?,
+            },
+        },
+        device: a.device,
+        target_ips: a.target_ips,
+        json: a.json.clone(),
+        quiet: a.quiet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str], dir: &std::path::Path) -> VerifyThroughputArgs {
+        let mut v = vec!["dsprep", "verify-throughput", dir.to_str().unwrap()];
+        v.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(v).unwrap().command {
+            crate::cli::Command::VerifyThroughput(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_benchmark_setup() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plan_throughput(&args(&[], d.path()), 16).unwrap();
+        assert_eq!(p.config.batch, 256);
+        assert_eq!(p.config.side, 640);
+        assert_eq!(p.config.stop, Stop::Seconds(10.0));
+        assert_eq!(p.config.readers, 2);
+        assert_eq!(p.config.gpu.cuda_workers, 10);
+        assert!(p.config.gpu.slots >= 3);
+    }
+
+    #[test]
+    fn rejects_bad_values_with_the_flag_name() {
+        let d = tempfile::tempdir().unwrap();
+        let e = plan_throughput(&args(&["--batch", "0"], d.path()), 4).unwrap_err();
+        assert!(e.to_string().contains("--batch"));
+        let e = plan_throughput(&args(&["--seconds", "-1"], d.path()), 4).unwrap_err();
+        assert!(e.to_string().contains("--seconds"));
+        let e = plan_throughput(&args(&["--size", "2"], d.path()), 4).unwrap_err();
+        assert!(e.to_string().contains("--size"));
+        let e = plan_throughput(&args(&["--target-ips", "0"], d.path()), 4).unwrap_err();
+        assert!(e.to_string().contains("--target-ips"));
+        let e = plan_throughput(&args(&["--epochs", "0"], d.path()), 4).unwrap_err();
+        assert!(e.to_string().contains("--epochs"));
+        let missing = d.path().join("nope");
+        let e = plan_throughput(&args(&[], &missing), 4).unwrap_err();
+        assert!(matches!(e, ThroughputPlanError::NotADir(_)));
+    }
+
+    #[test]
+    fn small_machines_still_get_one_of_each() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plan_throughput(&args(&["--epochs", "2"], d.path()), 2).unwrap();
+        assert_eq!(p.config.readers, 1);
+        assert_eq!(p.config.gpu.cuda_workers, 1);
+        assert_eq!(p.config.cpu_threads, 1);
+        assert_eq!(p.config.stop, Stop::Epochs(2));
+    }
+}
