@@ -3,6 +3,7 @@
 
 #[cfg(any())] // WIP-lead
 pub mod convert;
+pub mod throughput;
 
 use std::path::PathBuf;
 
