@@ -53,11 +53,11 @@ pub enum LabelMode {
 
 #[derive(Debug, Args)]
 pub struct ConvertArgs {
-    /// COCO-style folder (standard `annotations/instances_<split>.json` layout or Roboflow
-    /// `<split>/_annotations.coco.json`). Not needed with --annotations/--images.
-    pub input: Option<PathBuf>,
-    /// Output folder (created; must be empty unless --overwrite or --resume).
-    pub output: PathBuf,
+    /// `COCO_DIR OUT_DIR`, or just `OUT_DIR` with --annotations/--images. COCO_DIR is a
+    /// standard (`annotations/instances_<split>.json`) or Roboflow (`<split>/_annotations.coco.json`)
+    /// folder; OUT_DIR is created and must be empty unless --overwrite or --resume.
+    #[arg(required = true, num_args = 1..=2, value_names = ["COCO_DIR", "OUT_DIR"])]
+    pub paths: Vec<PathBuf>,
     /// Explicit annotation file (instead of discovering splits in INPUT).
     #[arg(long, requires = "images")]
     pub annotations: Option<PathBuf>,
@@ -252,4 +252,15 @@ pub struct VerifyThroughputArgs {
     /// Write the report as JSON to this file ("-" for stdout).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
 }

@@ -12,7 +12,9 @@ fn bin() -> Command {
 }
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -32,7 +34,12 @@ fn text(o: &Output) -> String {
 }
 
 fn convert(input: &Path, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["convert", input.to_str().unwrap(), out.to_str().unwrap(), "-q"];
+    let mut args = vec![
+        "convert",
+        input.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "-q",
+    ];
     args.extend_from_slice(extra);
     run(&args)
 }
@@ -101,7 +108,10 @@ fn converts_the_demo_fixture_with_every_odd_case_accounted_for() {
     assert!(out.join("val-00000-of-00001.tfrecord").is_file());
     assert!(out.join("val-00000-of-00001.idx").is_file());
     let label_map = std::fs::read_to_string(out.join("label_map.pbtxt")).unwrap();
-    assert!(label_map.contains("name: \"toothbrush\"\n  id: 90"), "{label_map}");
+    assert!(
+        label_map.contains("name: \"toothbrush\"\n  id: 90"),
+        "{label_map}"
+    );
 
     let m = manifest(&out);
     assert_eq!(m["complete"], true);
@@ -117,7 +127,12 @@ fn converts_the_demo_fixture_with_every_odd_case_accounted_for() {
     assert_eq!(c["boxes_clipped"], 1);
     assert_eq!(c["boxes_dropped"]["degenerate"], 2);
     assert_eq!(c["boxes_dropped"]["outside_image"], 1);
-    let reenc: u64 = c["reencoded"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+    let reenc: u64 = c["reencoded"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
     assert_eq!(reenc, 3, "exif + cmyk + png: {c}");
     assert_eq!(s["annotations_unknown_image"], 1);
     assert_eq!(s["annotations_unknown_category"], 1);
@@ -130,7 +145,10 @@ fn converts_the_demo_fixture_with_every_odd_case_accounted_for() {
     // Clean JPEGs are stored byte-identical.
     let plain = by_filename(&recs, "000001.jpg");
     let original = std::fs::read(fixture("coco/val/000001.jpg")).unwrap();
-    assert_eq!(plain.get_bytes(keys::ENCODED).unwrap()[0].as_ref(), &original[..]);
+    assert_eq!(
+        plain.get_bytes(keys::ENCODED).unwrap()[0].as_ref(),
+        &original[..]
+    );
     // Boxes: 1 kept + 1 clipped; degenerate/outside ones gone; clipped box ends exactly at 1.0.
     let xmax = plain.get_floats(keys::XMAX).unwrap();
     assert_eq!(xmax.len(), 2);
@@ -152,8 +170,22 @@ fn converts_the_demo_fixture_with_every_odd_case_accounted_for() {
 fn output_is_byte_identical_whatever_the_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    assert_eq!(code(&convert(&fixture("coco"), &a, &["--shards", "3", "-j", "1"])), 0);
-    assert_eq!(code(&convert(&fixture("coco"), &b, &["--shards", "3", "-j", "2"])), 0);
+    assert_eq!(
+        code(&convert(
+            &fixture("coco"),
+            &a,
+            &["--shards", "3", "-j", "1"]
+        )),
+        0
+    );
+    assert_eq!(
+        code(&convert(
+            &fixture("coco"),
+            &b,
+            &["--shards", "3", "-j", "2"]
+        )),
+        0
+    );
     let (sa, sb) = (shard_bytes(&a), shard_bytes(&b));
     assert_eq!(sa.len(), 6);
     assert_eq!(sa, sb);
@@ -168,7 +200,12 @@ fn bad_inputs_are_skipped_reported_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let o = convert(&fixture("coco-bad"), &out, &[]);
-    assert_eq!(code(&o), 1, "skips must show in the exit code: {}", text(&o));
+    assert_eq!(
+        code(&o),
+        1,
+        "skips must show in the exit code: {}",
+        text(&o)
+    );
     let m = manifest(&out);
     let split = &m["splits"][0];
     assert_eq!(split["images"], 7);
@@ -198,7 +235,10 @@ fn bad_inputs_are_skipped_reported_and_counted() {
         7,
         "{split}"
     );
-    assert_eq!(records(&out).len() as u64, split["records"].as_u64().unwrap());
+    assert_eq!(
+        records(&out).len() as u64,
+        split["records"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -223,7 +263,10 @@ fn strict_fails_cleanly_and_leaves_no_complete_shard() {
     assert!(err.contains(".jpg"), "names the file: {err}");
     for e in std::fs::read_dir(&out).unwrap() {
         let n = e.unwrap().file_name().to_string_lossy().to_string();
-        assert!(!n.ends_with(".tfrecord") && !n.ends_with(".partial"), "left {n}");
+        assert!(
+            !n.ends_with(".tfrecord") && !n.ends_with(".partial"),
+            "left {n}"
+        );
     }
 }
 
@@ -238,15 +281,25 @@ fn refuses_non_empty_output_without_overwrite() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
     let o = convert(&fixture("coco"), &out, &["--overwrite"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert_eq!(std::fs::read(out.join("keep.txt")).unwrap(), b"mine", "only dsprep's files go");
+    assert_eq!(
+        std::fs::read(out.join("keep.txt")).unwrap(),
+        b"mine",
+        "only dsprep's files go"
+    );
 }
 
 #[test]
 fn resume_after_a_crash_gives_identical_output() {
     let tmp = tempfile::tempdir().unwrap();
     let (full, crashed) = (tmp.path().join("full"), tmp.path().join("crashed"));
-    assert_eq!(code(&convert(&fixture("coco"), &full, &["--shards", "4"])), 0);
-    assert_eq!(code(&convert(&fixture("coco"), &crashed, &["--shards", "4"])), 0);
+    assert_eq!(
+        code(&convert(&fixture("coco"), &full, &["--shards", "4"])),
+        0
+    );
+    assert_eq!(
+        code(&convert(&fixture("coco"), &crashed, &["--shards", "4"])),
+        0
+    );
     // Simulate a crash mid-run: one shard never finished (partial left behind), one finished
     // but got damaged on disk, manifest not complete.
     let s1 = crashed.join("val-00001-of-00004.tfrecord");
@@ -273,7 +326,10 @@ fn resume_after_a_crash_gives_identical_output() {
 fn verify_passes_clean_output_and_pinpoints_damage() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    assert_eq!(code(&convert(&fixture("coco"), &out, &["--shards", "2"])), 0);
+    assert_eq!(
+        code(&convert(&fixture("coco"), &out, &["--shards", "2"])),
+        0
+    );
     let o = run(&["verify", out.to_str().unwrap(), "--decode", "-q"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("all OK"));
@@ -281,7 +337,13 @@ fn verify_passes_clean_output_and_pinpoints_damage() {
     // Damage one payload byte of the second record of shard 0.
     let shard = out.join("val-00000-of-00002.tfrecord");
     let idx = std::fs::read_to_string(out.join("val-00000-of-00002.idx")).unwrap();
-    let second: Vec<u64> = idx.lines().nth(1).unwrap().split(' ').map(|x| x.parse().unwrap()).collect();
+    let second: Vec<u64> = idx
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect();
     let mut b = std::fs::read(&shard).unwrap();
     b[(second[0] + 40) as usize] ^= 0x55;
     std::fs::write(&shard, &b).unwrap();
@@ -319,7 +381,10 @@ fn lmdb_output_verifies_and_holds_the_same_records() {
     assert_eq!(code(&convert(&fixture("coco"), &tf, &[])), 0);
     let o = convert(&fixture("coco"), &lm, &["--format", "lmdb"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(lm.join("val-00000-of-00001.lmdb").join("data.mdb").is_file());
+    assert!(lm
+        .join("val-00000-of-00001.lmdb")
+        .join("data.mdb")
+        .is_file());
     let o = run(&["verify", lm.to_str().unwrap(), "-q"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let m = manifest(&lm);
@@ -334,13 +399,25 @@ fn roboflow_layout_and_split_selection() {
     let o = convert(&fixture("roboflow"), &out, &["--json"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let r: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let names: Vec<&str> = r["splits"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = r["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["train", "valid"]);
     assert_eq!(r["records"], 5);
-    let o = convert(&fixture("roboflow"), &tmp.path().join("x"), &["--split", "nope"]);
+    let o = convert(
+        &fixture("roboflow"),
+        &tmp.path().join("x"),
+        &["--split", "nope"],
+    );
     assert_eq!(code(&o), 2);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("train") && err.contains("valid"), "lists found splits: {err}");
+    assert!(
+        err.contains("train") && err.contains("valid"),
+        "lists found splits: {err}"
+    );
 }
 
 #[test]
@@ -350,14 +427,27 @@ fn contiguous_labels_and_explicit_annotation_file() {
     let ann = fixture("coco/annotations/instances_val.json");
     let img = fixture("coco/val");
     let o = run(&[
-        "convert", "--annotations", ann.to_str().unwrap(), "--images", img.to_str().unwrap(),
-        out.to_str().unwrap(), "--labels", "contiguous", "-q",
+        "convert",
+        "--annotations",
+        ann.to_str().unwrap(),
+        "--images",
+        img.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--labels",
+        "contiguous",
+        "-q",
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let recs = records(&out);
     let labels: Vec<i64> = recs
         .iter()
-        .flat_map(|r| Example::decode(r).unwrap().get_int64s(keys::CLASS_LABEL).unwrap().to_vec())
+        .flat_map(|r| {
+            Example::decode(r)
+                .unwrap()
+                .get_int64s(keys::CLASS_LABEL)
+                .unwrap()
+                .to_vec()
+        })
         .collect();
     assert!(!labels.is_empty());
     assert!(labels.iter().all(|l| (0..4).contains(l)), "{labels:?}");

@@ -1,12 +1,9 @@
 //! Command layer: orchestration, rayon pools, progress, error counting. The only place that
 //! uses anyhow and indicatif.
 
-#[cfg(any())] // WIP-lead
 pub mod convert;
-#[cfg(any())] // WIP-lead
 pub mod index;
 pub mod progress;
-#[cfg(any())] // WIP-lead
 pub mod verify;
 
 use crate::cli::{Cli, Command};
@@ -30,7 +27,6 @@ fn emit<T: serde::Serialize>(report: &T, json: bool, table: impl FnOnce() -> Str
     Ok(())
 }
 
-#[cfg(any())] // WIP-lead
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Convert(args) => {
@@ -63,8 +59,3 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-/// Placeholder while the lead wires the commands (keeps the crate compiling for colleagues).
-#[cfg(not(any()))]
-pub fn run(_cli: Cli) -> Result<ExitCode> {
-    anyhow::bail!("commands are being wired")
-}

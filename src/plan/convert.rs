@@ -72,14 +72,21 @@ pub fn parse_size(text: &str) -> Result<u64, PlanError> {
 
 /// Validate once; workers trust the plan.
 pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
-    let splits = match (&args.annotations, &args.images, &args.input) {
-        (Some(ann), Some(img), _) => {
+    let (input, output) = match (args.paths.as_slice(), &args.annotations) {
+        ([out], Some(_)) => (None, out.clone()),
+        ([inp, out], _) => (Some(inp.clone()), out.clone()),
+        ([_], None) => return Err(PlanError::NoInput),
+        _ => return Err(PlanError::NoInput),
+    };
+    let splits = match (&args.annotations, &args.images, &input) {
+        (Some(ann), Some(img), None) => {
             vec![dataset::discover::explicit_split(
                 ann,
                 img,
                 args.split.as_deref(),
             )?]
         }
+        (Some(_), _, Some(root)) => return Err(PlanError::InputAndAnnotations(root.clone())),
         (_, _, Some(root)) => {
             if !root.is_dir() {
                 return Err(PlanError::NotADir(root.clone()));
@@ -105,10 +112,10 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    let output_mode = output_mode(&args.output, args.overwrite, args.resume)?;
+    let output_mode = output_mode(&output, args.overwrite, args.resume)?;
     Ok(ConvertPlan {
         splits,
-        out_dir: args.output.clone(),
+        out_dir: output,
         format: args.format,
         shard_target,
         labels: args.labels,

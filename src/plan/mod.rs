@@ -1,7 +1,6 @@
 //! Raw clap arguments → validated plans, once. Workers take plans and never re-validate
 //! (ripgrep's lowargs → hiargs split).
 
-#[cfg(any())] // WIP-lead
 pub mod convert;
 pub mod throughput;
 
@@ -14,8 +13,10 @@ pub enum PlanError {
     Dataset(#[from] crate::dataset::DatasetError),
     #[error("{0}: not a folder")]
     NotADir(PathBuf),
-    #[error("no input: give a COCO folder, or --annotations FILE --images DIR")]
+    #[error("give COCO_DIR OUT_DIR, or --annotations FILE --images DIR OUT_DIR")]
     NoInput,
+    #[error("{0}: give either a COCO folder or --annotations/--images, not both")]
+    InputAndAnnotations(PathBuf),
     #[error("--shards must be at least 1")]
     ZeroShards,
     #[error("--presize must be at least 1 pixel")]

@@ -16,7 +16,7 @@ use crate::shard::manifest::{
     label_map_pbtxt, CategoryEntry, Counts, Manifest, ManifestOptions, ShardEntry, SplitEntry,
     MANIFEST_FORMAT_VERSION,
 };
-use crate::shard::writer::{create_lmdb_sink, create_tfrecord_sink, shard_sha256, ShardSink};
+use crate::shard::writer::{create_lmdb_sink, create_tfrecord_sink, ShardSink};
 use anyhow::{bail, Context, Result};
 use image_job::{process_image, JobContext};
 use rayon::prelude::*;
