@@ -43,7 +43,7 @@ pub struct ConvertPlan {
     pub json: bool,
 }
 
-/// Default images per shard-size unit when parsing `--shard-size` with no suffix: bytes.
+/// Parse `--shard-size`: a number with an optional unit (k/M/G decimal, KiB/MiB/GiB binary).
 pub fn parse_size(text: &str) -> Result<u64, PlanError> {
     let t = text.trim();
     let split = t
@@ -64,7 +64,7 @@ pub fn parse_size(text: &str) -> Result<u64, PlanError> {
         _ => return Err(PlanError::BadSize(text.to_string())),
     };
     let bytes = value * mult;
-    if !bytes.is_finite() || bytes < 1.0 || bytes > 1e15 {
+    if !(1.0..=1e15).contains(&bytes) {
         return Err(PlanError::BadSize(text.to_string()));
     }
     Ok(bytes as u64)
