@@ -15,6 +15,7 @@ use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 
 /// A category as declared in the JSON (`id` may have gaps, e.g. COCO's 1..90).
@@ -241,14 +242,19 @@ fn build(raw: RawFile) -> CocoDataset {
         ..LoadStats::default()
     };
 
-    let mut index: HashMap<i64, usize> = HashMap::with_capacity(raw.images.len());
+    let mut index: HashMap<i64, u32, IdHash> =
+        HashMap::with_capacity_and_hasher(raw.images.len(), IdHash::default());
     let mut images = Vec::with_capacity(raw.images.len());
     for img in raw.images {
         if index.contains_key(&img.id) {
             stats.duplicate_image_ids += 1;
             continue;
         }
-        index.insert(img.id, images.len());
+        // More than u32::MAX images cannot come from a file mmap'd on a sane machine; such an
+        // image would simply get no annotations rather than a wrong index.
+        if let Ok(i) = u32::try_from(images.len()) {
+            index.insert(img.id, i);
+        }
         images.push(img);
     }
 
@@ -257,7 +263,7 @@ fn build(raw: RawFile) -> CocoDataset {
     let before = categories.len();
     categories.dedup_by_key(|c| c.id);
     stats.duplicate_category_ids = (before - categories.len()) as u64;
-    let category_ids: HashSet<i64> = categories.iter().map(|c| c.id).collect();
+    let category_ids: HashSet<i64, IdHash> = categories.iter().map(|c| c.id).collect();
 
     // Image index of each annotation, usize::MAX for dropped ones.
     let anns = raw.annotations.list;
@@ -274,6 +280,7 @@ fn build(raw: RawFile) -> CocoDataset {
                 usize::MAX
             }
             Some(&i) => {
+                let i = i as usize;
                 if let Some(c) = counts.get_mut(i + 1) {
                     *c += 1;
                 }
@@ -316,6 +323,31 @@ fn build(raw: RawFile) -> CocoDataset {
         annotations,
         ann_start,
         stats,
+    }
+}
+
+/// Hasher for integer ids: one multiply instead of SipHash. Ids come from the user's own file,
+/// so HashDoS resistance buys nothing, and the lookup of ~860k annotations is on the hot path.
+type IdHash = BuildHasherDefault<IdHasher>;
+
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_i64(&mut self, v: i64) {
+        // Fibonacci hashing, then fold the well-mixed high half down: hashbrown picks buckets
+        // from the low bits, which a bare multiply leaves zero for ids that are all multiples
+        // of a power of two.
+        let h = (v as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 29);
     }
 }
 
@@ -765,6 +797,54 @@ mod tests {
         assert_eq!(d.stats, LoadStats::default());
         assert_eq!(d.samples().count(), 3);
         assert!(d.get(3).is_none());
+    }
+
+    #[test]
+    fn grouping_matches_naive_on_spaced_ids_and_shuffled_annotations() {
+        use std::fmt::Write as _;
+        let n_img = 500i64;
+        let mut json = String::from(r#"{"categories": [{"id": 3, "name": "c"}], "images": ["#);
+        for i in 0..n_img {
+            let sep = if i > 0 { "," } else { "" };
+            // Ids that are all multiples of 4096 (stress the id hasher's low bits), reversed.
+            let _ = write!(
+                json,
+                r#"{sep}{{"id": {}, "file_name": "{i}.jpg"}}"#,
+                (n_img - i) * 4096
+            );
+        }
+        json.push_str(r#"], "annotations": ["#);
+        let mut expected: Vec<Vec<i64>> = vec![Vec::new(); n_img as usize];
+        let mut s: u64 = 12345;
+        for k in 0..4000i64 {
+            s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let img = ((s >> 33) % (n_img as u64 + 7)) as i64; // some point at no image
+            let sep = if k > 0 { "," } else { "" };
+            let id = (n_img - img) * 4096;
+            let _ = write!(
+                json,
+                r#"{sep}{{"id": {k}, "image_id": {id}, "category_id": 3, "bbox": [0,0,1,1]}}"#
+            );
+            if let Some(v) = usize::try_from(img).ok().and_then(|i| expected.get_mut(i)) {
+                v.push(k);
+            }
+        }
+        json.push_str("]}");
+        let d = ok(&json);
+        let mut missing = 0;
+        for (i, want) in expected.iter().enumerate() {
+            let got: Vec<i64> = d
+                .sample(i)
+                .annotations
+                .iter()
+                .filter_map(|a| a.id)
+                .collect();
+            assert_eq!(&got, want, "image {i}");
+            missing += want.len();
+        }
+        assert_eq!(d.annotations.len(), missing);
+        assert_eq!(d.stats.unknown_image as usize, 4000 - missing);
+        assert!(d.stats.unknown_image > 0);
     }
 
     #[test]
