@@ -457,7 +457,7 @@ const fn key(field: u8, wt: u8) -> u8 {
 #[inline]
 fn varint_len(v: u64) -> usize {
     // 1 byte per started group of 7 bits; 0 takes one byte.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Size of a packed field holding `payload` bytes (absent entirely when empty, as protobuf

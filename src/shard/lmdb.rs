@@ -20,14 +20,14 @@
 //! machines.
 
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ::lmdb::{Cursor as _, Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
 use sha2::{Digest, Sha256};
 
 use super::index::partial_path;
-use super::writer::{ShardInfo, ShardSink};
+use super::writer::{ShardInfo, ShardSink, SinkOptions};
 use super::ShardError;
 
 /// Name of the data file inside a shard directory.
@@ -95,12 +95,13 @@ pub struct LmdbSink {
     ends: Vec<usize>,
     /// Times the map grew (for tests and logs).
     growths: u32,
+    opts: SinkOptions,
 }
 
 impl LmdbSink {
     /// Creates `<dir>/<stem>.lmdb.partial/` (replacing a stale one from a crashed run).
-    pub fn create(dir: &Path, stem: &str) -> Result<Self, ShardError> {
-        Self::with_map_size(dir, stem, INITIAL_MAP_SIZE)
+    pub fn create(dir: &Path, stem: &str, opts: SinkOptions) -> Result<Self, ShardError> {
+        Self::with_map_size(dir, stem, INITIAL_MAP_SIZE, opts)
     }
 
     /// [`LmdbSink::create`] with a chosen initial map size (tests start tiny to exercise growth).
@@ -108,6 +109,7 @@ impl LmdbSink {
         dir: &Path,
         stem: &str,
         map_size: usize,
+        opts: SinkOptions,
     ) -> Result<Self, ShardError> {
         let name = format!("{stem}.lmdb");
         let partial = partial_path(&dir.join(&name));
@@ -148,6 +150,7 @@ impl LmdbSink {
             batch: Vec::new(),
             ends: Vec::new(),
             growths: 0,
+            opts,
         })
     }
 
@@ -285,9 +288,11 @@ impl ShardSink for LmdbSink {
     fn finish(mut self: Box<Self>) -> Result<ShardInfo, ShardError> {
         self.commit_batch()?;
         self.put_metadata()?;
-        self.env()?
-            .sync(true)
-            .map_err(|e| lmdb_err(&self.partial, "sync failed", e))?;
+        if self.opts.durable {
+            self.env()?
+                .sync(true)
+                .map_err(|e| lmdb_err(&self.partial, "sync failed", e))?;
+        }
         // Close the environment before touching its files.
         drop(self.env.take());
         let lock = self.partial.join("lock.mdb");
@@ -303,7 +308,9 @@ impl ShardSink for LmdbSink {
             std::fs::remove_dir_all(&final_dir).map_err(io_err(&final_dir))?;
         }
         std::fs::rename(&self.partial, &final_dir).map_err(io_err(&final_dir))?;
-        super::writer::sync_dir(&self.out_dir)?;
+        if self.opts.durable {
+            super::writer::sync_dir(&self.out_dir)?;
+        }
         Ok(ShardInfo {
             file: self.name.clone(),
             index: None,
@@ -327,13 +334,16 @@ impl Drop for LmdbSink {
 
 /// SHA-256 (hex) and length of a file, streamed in 1 MiB reads.
 pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64), ShardError> {
-    let f = File::open(path).map_err(io_err(path))?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
+    let mut r = File::open(path).map_err(io_err(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = r.read(&mut buf).map_err(io_err(path))?;
+        let n = match r.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(path)(e)),
+        };
         if n == 0 {
             break;
         }
@@ -453,7 +463,8 @@ mod tests {
     #[test]
     fn writes_readable_shard_with_metadata() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink: Box<dyn ShardSink> = Box::new(LmdbSink::create(dir.path(), "s").unwrap());
+        let mut sink: Box<dyn ShardSink> =
+            Box::new(LmdbSink::create(dir.path(), "s", SinkOptions::default()).unwrap());
         assert!(dir.path().join("s.lmdb.partial").is_dir());
         assert!(!dir.path().join("s.lmdb").exists());
         let n = 600u64; // more than two batches
@@ -499,7 +510,8 @@ mod tests {
     #[test]
     fn empty_shard() {
         let dir = tempfile::tempdir().unwrap();
-        let sink: Box<dyn ShardSink> = Box::new(LmdbSink::create(dir.path(), "e").unwrap());
+        let sink: Box<dyn ShardSink> =
+            Box::new(LmdbSink::create(dir.path(), "e", SinkOptions::default()).unwrap());
         let info = sink.finish().unwrap();
         assert_eq!(info.records, 0);
         let all = read_all(&dir.path().join("e.lmdb"));
@@ -514,7 +526,8 @@ mod tests {
     #[test]
     fn map_grows_past_initial_size_without_sparse_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = LmdbSink::with_map_size(dir.path(), "g", 1 << 20).unwrap();
+        let mut sink =
+            LmdbSink::with_map_size(dir.path(), "g", 1 << 20, SinkOptions::default()).unwrap();
         // 6 MiB of payloads into a 1 MiB map, including values bigger than the initial map.
         for i in 0..24u64 {
             let len = if i == 5 { 1_500_000 } else { 200_000 };
@@ -538,7 +551,8 @@ mod tests {
     #[test]
     fn map_full_fallback_redoes_the_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sink = LmdbSink::with_map_size(dir.path(), "m", 1 << 20).unwrap();
+        let mut sink =
+            LmdbSink::with_map_size(dir.path(), "m", 1 << 20, SinkOptions::default()).unwrap();
         for i in 0..3u64 {
             sink.batch.extend_from_slice(&payload(i, 900_000));
             sink.ends.push(sink.batch.len());
@@ -572,7 +586,9 @@ mod tests {
         let mut digests = Vec::new();
         for run in 0..2 {
             let dir = tempfile::tempdir().unwrap();
-            let mut sink = LmdbSink::with_map_size(dir.path(), "d", 1 << 20).unwrap();
+            // Durability (fsync) must not change the bytes.
+            let opts = SinkOptions { durable: run == 0 };
+            let mut sink = LmdbSink::with_map_size(dir.path(), "d", 1 << 20, opts).unwrap();
             for i in 0..700u64 {
                 sink.append(&payload(i, (i as usize * 977) % 9000)).unwrap();
             }
@@ -591,7 +607,7 @@ mod tests {
     fn dropped_sink_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let mut sink = LmdbSink::create(dir.path(), "x").unwrap();
+            let mut sink = LmdbSink::create(dir.path(), "x", SinkOptions::default()).unwrap();
             for i in 0..300 {
                 sink.append(&payload(i, 100)).unwrap();
             }
@@ -600,7 +616,7 @@ mod tests {
         // A stale partial directory from a crash is replaced, not reused.
         std::fs::create_dir(dir.path().join("y.lmdb.partial")).unwrap();
         std::fs::write(dir.path().join("y.lmdb.partial/data.mdb"), b"garbage").unwrap();
-        let mut sink = LmdbSink::create(dir.path(), "y").unwrap();
+        let mut sink = LmdbSink::create(dir.path(), "y", SinkOptions::default()).unwrap();
         sink.append(b"one").unwrap();
         let info = (Box::new(sink) as Box<dyn ShardSink>).finish().unwrap();
         assert_eq!(info.records, 1);
