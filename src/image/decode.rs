@@ -6,6 +6,9 @@
 //! data is an error instead of grey blocks. Lossless JPEG, which zune-jpeg does not read, falls
 //! back to jpeg-decoder. Everything else goes through the `image` crate.
 //!
+//! Strict means libjpeg's warnings are errors: bad Huffman codes, data running out before the
+//! last block, stray markers, more than 3 junk bytes between header segments.
+//!
 //! Alpha is dropped, not composited: that is what `PIL.Image.convert("RGB")` and
 //! `tf.io.decode_image(channels=3)` do, so the stored image matches what a training script
 //! reading the original file would have seen. Animated GIF/WebP: first frame.

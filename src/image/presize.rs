@@ -1,0 +1,477 @@
+//! One image → at most `--size`, fast: the per-image core of `dsprep presize` and of
+//! `dsprep convert --presize N`.
+//!
+//! Pipeline for an ordinary YCbCr/gray JPEG (the common case, and the fast one):
+//! 1. marker walk ([`parse_jpeg_header`]): size, EXIF orientation, variant — no decoding;
+//! 2. nothing to do (within the limit, upright, no `--reencode`) → pass-through: the caller
+//!    keeps the input bytes, byte-identical, no generation loss;
+//! 3. DCT-domain reduced decode to raw Y/Cb/Cr planes at the largest 1/2ⁿ scale that keeps
+//!    [`HEADROOM`](super::scaled_decode::HEADROOM)× the output size
+//!    ([`decode_scaled`](super::scaled_decode::decode_scaled));
+//! 4. Lanczos3 on each plane over its exact picture extent, in stored orientation
+//!    ([`resize_plane`]);
+//! 5. EXIF orientation applied to the small output planes ([`orient_plane`]); the tag is gone
+//!    because the encoder writes no EXIF;
+//! 6. baseline 4:2:0 encode from the planes ([`encode_ycc420`]).
+//!
+//! Everything else (PNG/GIF/… content, CMYK, 12-bit, lossless, arithmetic) is decoded in full by
+//! [`decode_rgb8_oriented`] and resized as RGB: rare, slower, same output format.
+//!
+//! Annotations follow with the exact per-axis factors [`Resized::sx`]/[`Resized::sy`]
+//! (output size / input size, displayed orientation): a pixel edge at x maps to x·sx.
+
+use super::decode::{check_size, decode_rgb8_oriented, MAX_DECODE_PIXELS};
+use super::encode::{encode_gray, encode_rgb420, encode_ycc420};
+use super::exif::Orientation;
+use super::jpeg_header::{parse_jpeg_header, ColorModel};
+use super::resize::{orient_plane, resize_plane, Plane, Target};
+use super::scaled_decode::{choose_denom, decode_scaled, Layout};
+use super::sniff::{sniff, ImageFormat};
+use super::ImageError;
+
+/// Default JPEG quality of presized images (matches `--quality`'s default).
+pub const DEFAULT_QUALITY: u8 = 92;
+
+/// What to do with each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresizeOptions {
+    pub target: Target,
+    /// JPEG quality (1..=100) of everything this writes.
+    pub quality: u8,
+    /// Re-encode images already within the limit instead of passing them through.
+    pub reencode: bool,
+}
+
+/// Why the output is not the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Larger than the target: downscaled.
+    Resized,
+    /// Within the limit but EXIF-rotated: rotated pixels, tag removed, same size.
+    Oriented,
+    /// Within the limit but not a JPEG every reader takes (PNG content, CMYK, 12-bit, ...).
+    Converted,
+    /// Within the limit and `--reencode` asked for it.
+    Reencoded,
+}
+
+/// The result for one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resized {
+    /// The new JPEG; `None` when the image passes through (the input bytes are the output,
+    /// byte-identical).
+    pub bytes: Option<Vec<u8>>,
+    pub change: Option<Change>,
+    /// Output size (displayed orientation).
+    pub width: u32,
+    pub height: u32,
+    /// Input size as displayed (EXIF orientation applied).
+    pub src_width: u32,
+    pub src_height: u32,
+    /// Exact factors mapping input coordinates (displayed frame) to output: `width / src_width`
+    /// and `height / src_height`. 1.0 for pass-through.
+    pub sx: f64,
+    pub sy: f64,
+    /// DCT scaling denominator the decode used (1 = full size; 0 = no decode).
+    pub dct_denom: u32,
+}
+
+impl Resized {
+    pub fn passed_through(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    /// The bytes to store: the new JPEG, or `input` for a pass-through.
+    pub fn output<'a>(&'a self, input: &'a [u8]) -> &'a [u8] {
+        self.bytes.as_deref().unwrap_or(input)
+    }
+}
+
+/// Presize one JPEG (or any image `prepare` reads) for `convert --presize`: pass-through when
+/// already within `target` and upright, else a baseline 4:2:0 JPEG at `quality`.
+pub fn presize_jpeg(bytes: &[u8], target: Target, quality: u8) -> Result<Resized, ImageError> {
+    presize_image(
+        bytes,
+        &PresizeOptions {
+            target,
+            quality,
+            reencode: false,
+        },
+    )
+}
+
+/// Shape the convert orchestration uses: `None` when the bytes can be stored as they are.
+#[derive(Debug, Clone)]
+pub struct ConvertPresized {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub sx: f64,
+    pub sy: f64,
+}
+
+/// `convert --presize N`: longest side at most `limit`, quality [`DEFAULT_QUALITY`].
+pub fn presize_for_convert(
+    bytes: &[u8],
+    limit: u32,
+) -> Result<Option<ConvertPresized>, ImageError> {
+    let r = presize_jpeg(bytes, Target::longest(limit), DEFAULT_QUALITY)?;
+    Ok(r.bytes.map(|b| ConvertPresized {
+        bytes: b,
+        width: r.width,
+        height: r.height,
+        sx: r.sx,
+        sy: r.sy,
+    }))
+}
+
+/// Bytes of memory presizing an image with this header will need at its peak, for the
+/// caller's memory budget: the input, the decoded planes, and for progressive JPEGs the
+/// full-size coefficient buffer libjpeg keeps. Non-JPEG inputs are decoded in full (RGB).
+pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
+    let input = bytes.len() as u64;
+    match sniff(bytes) {
+        ImageFormat::Jpeg => match parse_jpeg_header(bytes) {
+            Ok(h) => {
+                let full = u64::from(h.width) * u64::from(h.height);
+                let comps = h.components.len().max(1) as u64;
+                let (dw, dh) = h.displayed_size();
+                let denom = match target.output_size(dw, dh) {
+                    Some((ow, oh)) => {
+                        let (ow, oh) = if h.displayed_size() != (h.width, h.height) {
+                            (oh, ow)
+                        } else {
+                            (ow, oh)
+                        };
+                        u64::from(choose_denom(h.width, h.height, ow, oh))
+                    }
+                    None => 1,
+                };
+                let decoded = full / (denom * denom) * comps;
+                let coefficients = if h.scans > 1 { full * comps * 2 } else { 0 };
+                let fallback = if needs_full_decode(&h) { full * 3 } else { 0 };
+                input + decoded * 2 + coefficients + fallback
+            }
+            Err(_) => input,
+        },
+        // Unknown dimensions without decoding: assume a 10:1 compression ratio, RGB.
+        _ => input + input.saturating_mul(30),
+    }
+}
+
+fn needs_full_decode(h: &super::jpeg_header::JpegHeader) -> bool {
+    h.unusual_variant().is_some() || matches!(h.color, ColorModel::Cmyk | ColorModel::Ycck)
+}
+
+/// Presize any image: see the module docs.
+pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, ImageError> {
+    let quality = opts.quality.clamp(1, 100);
+    let format = sniff(bytes);
+    if format == ImageFormat::Unknown {
+        return Err(ImageError::not_an_image(bytes));
+    }
+    if format != ImageFormat::Jpeg {
+        return via_rgb(bytes, opts, Change::Converted);
+    }
+    let header = parse_jpeg_header(bytes)?;
+    if needs_full_decode(&header) {
+        return via_rgb(bytes, opts, Change::Converted);
+    }
+    let orientation = header.orientation.unwrap_or(Orientation::Normal);
+    let (dw, dh) = header.displayed_size();
+    let out = opts.target.output_size(dw, dh);
+    let change = match (out, orientation, opts.reencode) {
+        (Some(_), _, _) => Change::Resized,
+        (None, Orientation::Normal, false) => {
+            return Ok(Resized {
+                bytes: None,
+                change: None,
+                width: dw,
+                height: dh,
+                src_width: dw,
+                src_height: dh,
+                sx: 1.0,
+                sy: 1.0,
+                dct_denom: 0,
+            })
+        }
+        (None, Orientation::Normal, true) => Change::Reencoded,
+        (None, _, _) => Change::Oriented,
+    };
+    let (ow, oh) = out.unwrap_or((dw, dh));
+    // Work in stored orientation until the output is small.
+    let (sw_out, sh_out) = if orientation.swaps_dimensions() {
+        (oh, ow)
+    } else {
+        (ow, oh)
+    };
+    let denom = choose_denom(header.width, header.height, sw_out, sh_out);
+    let decoded = decode_scaled(bytes, denom, MAX_DECODE_PIXELS)?;
+    let (sw_out, sh_out) = (sw_out as usize, sh_out as usize);
+    let encoded = match decoded.layout {
+        Layout::Ycc => {
+            let (cw, ch) = (sw_out.div_ceil(2), sh_out.div_ceil(2));
+            let mut planes = Vec::with_capacity(3);
+            for (i, (p, e)) in decoded.planes.iter().zip(&decoded.extents).enumerate() {
+                let (w, h) = if i == 0 { (sw_out, sh_out) } else { (cw, ch) };
+                planes.push(orient_plane(resize_plane(p, *e, w, h)?, orientation));
+            }
+            match planes.as_slice() {
+                [y, cb, cr] => encode_ycc420(y, cb, cr, quality)?,
+                _ => return Err(ImageError::Encode("internal: expected 3 planes".into())),
+            }
+        }
+        Layout::Gray | Layout::Rgb => {
+            let (Some(p), Some(e)) = (decoded.planes.first(), decoded.extents.first()) else {
+                return Err(ImageError::Encode("internal: no plane decoded".into()));
+            };
+            let plane = orient_plane(resize_plane(p, *e, sw_out, sh_out)?, orientation);
+            if decoded.layout == Layout::Gray {
+                encode_gray(&plane, quality)?
+            } else {
+                encode_rgb420(&plane, quality)?
+            }
+        }
+    };
+    Ok(Resized {
+        bytes: Some(encoded),
+        change: Some(change),
+        width: ow,
+        height: oh,
+        src_width: dw,
+        src_height: dh,
+        sx: f64::from(ow) / f64::from(dw),
+        sy: f64::from(oh) / f64::from(dh),
+        dct_denom: decoded.denom,
+    })
+}
+
+/// Full decode (orientation applied) → RGB resize → 4:2:0 encode, for inputs libjpeg-turbo's
+/// plane path does not cover. Always writes a new JPEG: the input is not one readers take.
+fn via_rgb(bytes: &[u8], opts: &PresizeOptions, converted: Change) -> Result<Resized, ImageError> {
+    let img = decode_rgb8_oriented(bytes)?;
+    check_size(img.width, img.height)?;
+    let (dw, dh) = (img.width, img.height);
+    let out = opts.target.output_size(dw, dh);
+    let (ow, oh) = out.unwrap_or((dw, dh));
+    let plane = Plane {
+        width: dw as usize,
+        height: dh as usize,
+        channels: 3,
+        data: img.data,
+    };
+    let resized = resize_plane(&plane, (f64::from(dw), f64::from(dh)), ow as usize, oh as usize)?;
+    let bytes = encode_rgb420(&resized, opts.quality.clamp(1, 100))?;
+    Ok(Resized {
+        bytes: Some(bytes),
+        change: Some(if out.is_some() {
+            Change::Resized
+        } else {
+            converted
+        }),
+        width: ow,
+        height: oh,
+        src_width: dw,
+        src_height: dh,
+        sx: f64::from(ow) / f64::from(dw),
+        sy: f64::from(oh) / f64::from(dh),
+        dct_denom: 1,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::decode::decode_rgb8;
+    use crate::image::jpeg_header::{Process, Subsampling};
+
+    /// A smooth test picture with a distinct colour in each quadrant (so orientation mistakes
+    /// show), encoded by our own encoder at the given size and sampling.
+    fn picture(w: usize, h: usize) -> Plane {
+        let mut p = Plane::new(w, h, 3);
+        for y in 0..h {
+            for x in 0..w {
+                let q = (usize::from(x >= w / 2)) + 2 * usize::from(y >= h / 2);
+                let c: [u8; 3] = match q {
+                    0 => [220, 40, 40],
+                    1 => [40, 200, 40],
+                    2 => [40, 40, 220],
+                    _ => [230, 230, 40],
+                };
+                let i = (y * w + x) * 3;
+                p.data[i..i + 3].copy_from_slice(&c);
+            }
+        }
+        p
+    }
+
+    fn jpeg(w: usize, h: usize) -> Vec<u8> {
+        encode_rgb420(&picture(w, h), 95).unwrap()
+    }
+
+    /// Insert an EXIF APP1 with the given orientation after SOI.
+    fn with_orientation(jpeg: &[u8], o: u16) -> Vec<u8> {
+        let mut tiff = Vec::new();
+        tiff.extend_from_slice(b"MM\0*\0\0\0\x08");
+        tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+        tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_be_bytes());
+        tiff.extend_from_slice(&o.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0]);
+        tiff.extend_from_slice(&0u32.to_be_bytes());
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend_from_slice(&tiff);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&[0xFF, 0xE1]);
+        out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(&app1);
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    fn mean_close(img: &crate::image::RgbImage, x: u32, y: u32, want: [u8; 3]) {
+        let p = img.pixel(x, y).unwrap();
+        for c in 0..3 {
+            assert!(
+                (i32::from(p[c]) - i32::from(want[c])).abs() < 30,
+                "pixel ({x},{y}) = {p:?}, want ≈ {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn small_upright_jpeg_passes_through() {
+        let src = jpeg(300, 200);
+        let r = presize_jpeg(&src, Target::longest(704), 90).unwrap();
+        assert!(r.passed_through());
+        assert_eq!(r.output(&src), &src[..]);
+        assert_eq!((r.width, r.height, r.sx, r.sy), (300, 200, 1.0, 1.0));
+    }
+
+    #[test]
+    fn reencode_flag_rewrites_small_images_at_same_size() {
+        let src = jpeg(300, 200);
+        let opts = PresizeOptions {
+            target: Target::longest(704),
+            quality: 90,
+            reencode: true,
+        };
+        let r = presize_image(&src, &opts).unwrap();
+        assert_eq!(r.change, Some(Change::Reencoded));
+        assert_eq!((r.width, r.height), (300, 200));
+        assert_ne!(r.output(&src), &src[..]);
+    }
+
+    #[test]
+    fn large_jpeg_is_downscaled_to_baseline_420() {
+        let src = jpeg(1600, 1000);
+        let r = presize_jpeg(&src, Target::longest(400), 90).unwrap();
+        assert_eq!(r.change, Some(Change::Resized));
+        assert_eq!((r.width, r.height), (400, 250));
+        assert_eq!(r.dct_denom, 2); // 800 ≥ 2×400
+        assert_eq!(r.sx, 0.25);
+        assert_eq!(r.sy, 0.25);
+        let out = r.bytes.as_deref().unwrap();
+        let h = parse_jpeg_header(out).unwrap();
+        assert_eq!((h.width, h.height), (400, 250));
+        assert_eq!(h.process, Process::Baseline);
+        assert_eq!(h.subsampling, Subsampling::S420);
+        assert!(h.hardware_decodable());
+        let img = decode_rgb8(out).unwrap();
+        mean_close(&img, 50, 50, [220, 40, 40]);
+        mean_close(&img, 350, 50, [40, 200, 40]);
+        mean_close(&img, 50, 200, [40, 40, 220]);
+        mean_close(&img, 350, 200, [230, 230, 40]);
+    }
+
+    #[test]
+    fn shortest_mode_and_odd_sizes() {
+        let src = jpeg(1001, 777);
+        let r = presize_jpeg(&src, Target::shortest(333), 90).unwrap();
+        assert_eq!((r.width, r.height), (429, 333));
+        let h = parse_jpeg_header(r.bytes.as_deref().unwrap()).unwrap();
+        assert_eq!((h.width, h.height), (429, 333));
+        assert!((r.sx - 429.0 / 1001.0).abs() < 1e-12);
+        assert!((r.sy - 333.0 / 777.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exif_rotation_is_applied_and_tag_removed() {
+        // Stored 800x400; orientation 6 (rotate 90° cw): displayed 400x800.
+        let src = with_orientation(&jpeg(800, 400), 6);
+        let hdr = parse_jpeg_header(&src).unwrap();
+        assert_eq!(hdr.orientation, Some(Orientation::Rotate90));
+        let r = presize_jpeg(&src, Target::longest(200), 90).unwrap();
+        assert_eq!((r.src_width, r.src_height), (400, 800));
+        assert_eq!((r.width, r.height), (100, 200));
+        let out = r.bytes.as_deref().unwrap();
+        let h = parse_jpeg_header(out).unwrap();
+        assert!(!h.exif);
+        assert_eq!(h.orientation, None);
+        // Rotating 90° cw: the stored bottom-left (blue) is displayed top-left, the stored
+        // top-left (red) top-right, the stored bottom-right (yellow) bottom-left.
+        let img = decode_rgb8(out).unwrap();
+        mean_close(&img, 20, 40, [40, 40, 220]);
+        mean_close(&img, 80, 40, [220, 40, 40]);
+        mean_close(&img, 20, 160, [230, 230, 40]);
+        mean_close(&img, 80, 160, [40, 200, 40]);
+    }
+
+    #[test]
+    fn small_rotated_image_is_rotated_not_passed_through() {
+        let src = with_orientation(&jpeg(300, 100), 8);
+        let r = presize_jpeg(&src, Target::longest(704), 90).unwrap();
+        assert_eq!(r.change, Some(Change::Oriented));
+        assert_eq!((r.width, r.height), (100, 300));
+        let h = parse_jpeg_header(r.bytes.as_deref().unwrap()).unwrap();
+        assert_eq!((h.width, h.height, h.exif), (100, 300, false));
+    }
+
+    #[test]
+    fn png_content_is_converted_even_when_small() {
+        let mut png = Vec::new();
+        let img = ::image::RgbImage::from_pixel(40, 30, ::image::Rgb([10, 200, 30]));
+        img.write_to(&mut std::io::Cursor::new(&mut png), ::image::ImageFormat::Png)
+            .unwrap();
+        let r = presize_jpeg(&png, Target::longest(704), 90).unwrap();
+        assert_eq!(r.change, Some(Change::Converted));
+        let out = r.bytes.as_deref().unwrap();
+        assert_eq!(sniff(out), ImageFormat::Jpeg);
+        let r = presize_jpeg(&png, Target::longest(20), 90).unwrap();
+        assert_eq!((r.width, r.height, r.change), (20, 15, Some(Change::Resized)));
+    }
+
+    #[test]
+    fn bad_inputs_are_errors_with_reasons() {
+        assert!(matches!(
+            presize_jpeg(b"", Target::longest(10), 90),
+            Err(ImageError::Empty)
+        ));
+        assert!(matches!(
+            presize_jpeg(b"hello world", Target::longest(10), 90),
+            Err(ImageError::NotAnImage(_))
+        ));
+        let src = jpeg(800, 600);
+        let cut = &src[..src.len() / 2];
+        assert!(presize_jpeg(cut, Target::longest(100), 90).is_err());
+        // Corrupt entropy-coded data: libjpeg-turbo's warning is an error here.
+        let mut bad = src.clone();
+        let mid = bad.len() / 2;
+        for b in &mut bad[mid..mid + 200] {
+            *b = 0xFF;
+        }
+        let e = presize_jpeg(&bad, Target::longest(100), 90);
+        assert!(e.is_err(), "{e:?}");
+    }
+
+    #[test]
+    fn memory_estimate_grows_with_pixels() {
+        let small = jpeg(100, 100);
+        let big = jpeg(1600, 1000);
+        let t = Target::longest(704);
+        assert!(memory_estimate(&big, t) > memory_estimate(&small, t));
+        assert!(memory_estimate(b"junk", t) >= 4);
+    }
+}

@@ -1,0 +1,319 @@
+//! Target sizes and antialiased plane resizing for `presize`.
+//!
+//! Why planes and not RGB: the JPEGs we read and write are YCbCr, so resizing the decoded Y, Cb
+//! and Cr planes directly skips two colour conversions and the chroma up/downsampling in
+//! between, and the chroma planes of a 4:2:0 image are a quarter of the luma's size: the resize
+//! touches 1.5 samples per pixel instead of 3.
+//!
+//! The filter is Lanczos3 from `fast_image_resize` (SIMD, integer arithmetic), applied to a
+//! source *extent* that may be fractional: a JPEG decoded at 1/2 or 1/4 scale is a few pixels
+//! wider than the exact scaled image (the last block is rounded up), and resizing the whole
+//! decoded plane would stretch the picture by up to one scaled pixel. Cropping the source to the
+//! exact extent keeps every output pixel centred where a full-resolution resize would put it.
+
+use super::exif::Orientation;
+use super::ImageError;
+use fast_image_resize as fir;
+use std::cell::RefCell;
+
+/// Which side `--size` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// Longest side at most `size`, aspect kept (YOLO letterbox input).
+    Longest,
+    /// Shorter side equal to `size`, aspect kept (ImageNet style).
+    Shortest,
+}
+
+/// What `presize` fits images to. Never upscales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Target {
+    pub size: u32,
+    pub fit: Fit,
+}
+
+impl Target {
+    pub fn longest(size: u32) -> Target {
+        Target {
+            size,
+            fit: Fit::Longest,
+        }
+    }
+
+    pub fn shortest(size: u32) -> Target {
+        Target {
+            size,
+            fit: Fit::Shortest,
+        }
+    }
+
+    /// Output size for a displayed `width`×`height` image, or `None` when it is already within
+    /// the limit (never upscale). The limited side gets exactly `size`; the other side is
+    /// rounded to the nearest pixel and at least 1.
+    pub fn output_size(&self, width: u32, height: u32) -> Option<(u32, u32)> {
+        if width == 0 || height == 0 || self.size == 0 {
+            return None;
+        }
+        let limited = match self.fit {
+            Fit::Longest => width.max(height),
+            Fit::Shortest => width.min(height),
+        };
+        if limited <= self.size {
+            return None;
+        }
+        // round(other * size / limited) in integers: no float rounding surprises.
+        let scale = |other: u32| -> u32 {
+            let num = 2 * u64::from(other) * u64::from(self.size) + u64::from(limited);
+            let v = num / (2 * u64::from(limited));
+            u32::try_from(v).unwrap_or(u32::MAX).max(1)
+        };
+        let wide = match self.fit {
+            Fit::Longest => width >= height,
+            Fit::Shortest => width <= height,
+        };
+        Some(if wide {
+            (self.size, scale(height))
+        } else {
+            (scale(width), self.size)
+        })
+    }
+}
+
+/// One 8-bit plane (or interleaved image, see `channels`), rows packed without padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plane {
+    pub width: usize,
+    pub height: usize,
+    /// 1 for Y/Cb/Cr/gray planes, 3 for interleaved RGB.
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+impl Plane {
+    pub fn new(width: usize, height: usize, channels: usize) -> Plane {
+        Plane {
+            width,
+            height,
+            channels,
+            data: vec![0; width * height * channels],
+        }
+    }
+
+    fn check(&self) -> Result<(), ImageError> {
+        let need = self
+            .width
+            .checked_mul(self.height)
+            .and_then(|n| n.checked_mul(self.channels));
+        if need != Some(self.data.len()) || !(self.channels == 1 || self.channels == 3) {
+            return Err(ImageError::Encode(format!(
+                "internal: plane {}x{}x{} has {} bytes",
+                self.width,
+                self.height,
+                self.channels,
+                self.data.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    /// fast_image_resize keeps scratch buffers in its Resizer; one per worker thread avoids an
+    /// allocation per image.
+    static RESIZER: RefCell<fir::Resizer> = RefCell::new(fir::Resizer::new());
+}
+
+/// Lanczos3-resize the top-left `extent` (in source pixels, may be fractional and must be at
+/// most the plane's size) of `src` to `dst_w`×`dst_h`.
+pub fn resize_plane(
+    src: &Plane,
+    extent: (f64, f64),
+    dst_w: usize,
+    dst_h: usize,
+) -> Result<Plane, ImageError> {
+    src.check()?;
+    let (ew, eh) = (
+        extent.0.clamp(1e-3, src.width as f64),
+        extent.1.clamp(1e-3, src.height as f64),
+    );
+    let pixel = if src.channels == 3 {
+        fir::PixelType::U8x3
+    } else {
+        fir::PixelType::U8
+    };
+    let too_big = |_| ImageError::Encode(format!("plane {}x{} too large", src.width, src.height));
+    let w32 = |v: usize| u32::try_from(v).map_err(too_big);
+    let (sw, sh, dw, dh) = (w32(src.width)?, w32(src.height)?, w32(dst_w)?, w32(dst_h)?);
+    if dw == 0 || dh == 0 {
+        return Err(ImageError::Encode(format!("empty output {dw}x{dh}")));
+    }
+    let exact = ew == src.width as f64 && eh == src.height as f64;
+    if exact && sw == dw && sh == dh {
+        return Ok(src.clone());
+    }
+    let view = fir::images::ImageRef::new(sw, sh, &src.data, pixel)
+        .map_err(|e| ImageError::Encode(format!("internal: {e}")))?;
+    let mut out = fir::images::Image::new(dw, dh, pixel);
+    let options = fir::ResizeOptions::new()
+        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3))
+        .crop(0.0, 0.0, ew, eh);
+    RESIZER
+        .with(|r| r.borrow_mut().resize(&view, &mut out, &options))
+        .map_err(|e| ImageError::Encode(format!("resize failed: {e}")))?;
+    Ok(Plane {
+        width: dst_w,
+        height: dst_h,
+        channels: src.channels,
+        data: out.into_vec(),
+    })
+}
+
+/// Apply an EXIF orientation to a (small, already resized) plane: the result is the plane as
+/// displayed. Cheap because presize orients after resizing; a Lanczos resize commutes with flips
+/// and transposes (the same filter runs along the swapped axes).
+pub fn orient_plane(src: Plane, orientation: Orientation) -> Plane {
+    if orientation == Orientation::Normal {
+        return src;
+    }
+    let (w, h, c) = (src.width, src.height, src.channels);
+    let swap = orientation.swaps_dimensions();
+    let (dw, dh) = if swap { (h, w) } else { (w, h) };
+    let mut out = Plane::new(dw, dh, c);
+    for y in 0..dh {
+        for x in 0..dw {
+            let (sx, sy) = source_of(orientation, x, y, w, h);
+            let s = (sy * w + sx) * c;
+            let d = (y * dw + x) * c;
+            if let (Some(from), Some(to)) = (src.data.get(s..s + c), out.data.get_mut(d..d + c)) {
+                to.copy_from_slice(from);
+            }
+        }
+    }
+    out
+}
+
+/// Stored pixel for displayed pixel (x, y) of a stored `w`×`h` image.
+fn source_of(o: Orientation, x: usize, y: usize, w: usize, h: usize) -> (usize, usize) {
+    match o {
+        Orientation::Normal => (x, y),
+        Orientation::FlipHorizontal => (w - 1 - x, y),
+        Orientation::Rotate180 => (w - 1 - x, h - 1 - y),
+        Orientation::FlipVertical => (x, h - 1 - y),
+        Orientation::Transpose => (y, x),
+        Orientation::Rotate90 => (y, h - 1 - x),
+        Orientation::Transverse => (w - 1 - y, h - 1 - x),
+        Orientation::Rotate270 => (w - 1 - y, x),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_side_limited_and_never_upscaled() {
+        let t = Target::longest(704);
+        assert_eq!(t.output_size(4032, 3024), Some((704, 528)));
+        assert_eq!(t.output_size(3024, 4032), Some((528, 704)));
+        assert_eq!(t.output_size(1920, 1080), Some((704, 396)));
+        assert_eq!(t.output_size(704, 500), None);
+        assert_eq!(t.output_size(640, 480), None);
+        // Extreme aspect: the short side never rounds to 0.
+        assert_eq!(t.output_size(100_000, 10), Some((704, 1)));
+    }
+
+    #[test]
+    fn shortest_side_set_and_never_upscaled() {
+        let t = Target::shortest(256);
+        assert_eq!(t.output_size(4032, 3024), Some((341, 256)));
+        assert_eq!(t.output_size(3024, 4032), Some((256, 341)));
+        assert_eq!(t.output_size(300, 256), None);
+        assert_eq!(t.output_size(200, 900), None);
+    }
+
+    #[test]
+    fn rounding_is_to_nearest() {
+        // 1000x333 → 704 x 234.4 → 234; 1000x335 → 235.8 → 236; 0.5 rounds up.
+        let t = Target::longest(704);
+        assert_eq!(t.output_size(1000, 333), Some((704, 234)));
+        assert_eq!(t.output_size(1000, 335), Some((704, 236)));
+        assert_eq!(Target::longest(1).output_size(4, 2), Some((1, 1)));
+        assert_eq!(Target::longest(2).output_size(4, 1), Some((2, 1)));
+    }
+
+    fn ramp(w: usize, h: usize) -> Plane {
+        let mut p = Plane::new(w, h, 1);
+        for y in 0..h {
+            for x in 0..w {
+                p.data[y * w + x] = (x * 255 / (w - 1).max(1)) as u8;
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn resize_keeps_a_ramp_a_ramp() {
+        let src = ramp(400, 10);
+        let out = resize_plane(&src, (400.0, 10.0), 100, 5).unwrap();
+        assert_eq!((out.width, out.height), (100, 5));
+        // Output pixel i is centred on source x = (i + 0.5) * 4 - 0.5.
+        for i in [10usize, 50, 90] {
+            let expect = ((i as f64 + 0.5) * 4.0 - 0.5) * 255.0 / 399.0;
+            let got = f64::from(out.data[2 * 100 + i]);
+            assert!((got - expect).abs() <= 1.0, "pixel {i}: {got} vs {expect}");
+        }
+    }
+
+    #[test]
+    fn fractional_extent_crops_the_padding() {
+        // A plane whose last 20 columns are padding (255): with the exact extent they never
+        // reach the output.
+        let mut src = Plane::new(120, 4, 1);
+        for y in 0..4 {
+            for x in 100..120 {
+                src.data[y * 120 + x] = 255;
+            }
+        }
+        let out = resize_plane(&src, (100.0, 4.0), 25, 1).unwrap();
+        assert!(out.data.iter().all(|&v| v == 0), "{:?}", out.data);
+        let leaky = resize_plane(&src, (120.0, 4.0), 30, 1).unwrap();
+        assert!(leaky.data.iter().any(|&v| v > 0));
+    }
+
+    #[test]
+    fn orientation_moves_corners_where_exif_says() {
+        // 3x2 plane with distinct values; displayed top-left must be the stored pixel EXIF
+        // names for each orientation.
+        let src = Plane {
+            width: 3,
+            height: 2,
+            channels: 1,
+            data: vec![1, 2, 3, 4, 5, 6],
+        };
+        let o = |o| orient_plane(src.clone(), o);
+        assert_eq!(o(Orientation::Normal).data, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(o(Orientation::FlipHorizontal).data, vec![3, 2, 1, 6, 5, 4]);
+        assert_eq!(o(Orientation::Rotate180).data, vec![6, 5, 4, 3, 2, 1]);
+        assert_eq!(o(Orientation::FlipVertical).data, vec![4, 5, 6, 1, 2, 3]);
+        let r90 = o(Orientation::Rotate90);
+        assert_eq!((r90.width, r90.height), (2, 3));
+        // Rotating 90° clockwise: the displayed first row is the stored first column read
+        // bottom-up.
+        assert_eq!(r90.data, vec![4, 1, 5, 2, 6, 3]);
+        assert_eq!(o(Orientation::Rotate270).data, vec![3, 6, 2, 5, 1, 4]);
+        assert_eq!(o(Orientation::Transpose).data, vec![1, 4, 2, 5, 3, 6]);
+        assert_eq!(o(Orientation::Transverse).data, vec![6, 3, 5, 2, 4, 1]);
+    }
+
+    #[test]
+    fn bad_plane_is_an_error_not_a_panic() {
+        let bad = Plane {
+            width: 10,
+            height: 10,
+            channels: 1,
+            data: vec![0; 5],
+        };
+        assert!(resize_plane(&bad, (10.0, 10.0), 2, 2).is_err());
+    }
+}
