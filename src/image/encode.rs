@@ -51,7 +51,12 @@ fn check_size(w: usize, h: usize) -> Result<(), ImageError> {
 }
 
 /// Encode Y (W×H) and Cb/Cr (⌈W/2⌉×⌈H/2⌉) planes as a 4:2:0 JPEG.
-pub fn encode_ycc420(y: &Plane, cb: &Plane, cr: &Plane, quality: u8) -> Result<Vec<u8>, ImageError> {
+pub fn encode_ycc420(
+    y: &Plane,
+    cb: &Plane,
+    cr: &Plane,
+    quality: u8,
+) -> Result<Vec<u8>, ImageError> {
     let (w, h) = (y.width, y.height);
     check_size(w, h)?;
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
@@ -202,6 +207,9 @@ mod tests {
         };
         let out = encode_rgb420(&rgb, 90).unwrap();
         let hdr = parse_jpeg_header(&out).unwrap();
-        assert_eq!((hdr.width, hdr.height, hdr.subsampling), (9, 5, Subsampling::S420));
+        assert_eq!(
+            (hdr.width, hdr.height, hdr.subsampling),
+            (9, 5, Subsampling::S420)
+        );
     }
 }

@@ -12,6 +12,11 @@ pub mod exif;
 pub mod jpeg_header;
 pub mod prepare;
 pub mod sniff;
+// presize (fast reduced decode → plane resize → turbojpeg encode)
+pub mod encode;
+pub mod presize;
+pub mod resize;
+pub mod scaled_decode;
 
 pub use decode::{decode_rgb8, decode_rgb8_oriented, RgbImage, MAX_DECODE_PIXELS};
 pub use exif::Orientation;

@@ -24,7 +24,7 @@ use super::decode::{check_size, decode_rgb8_oriented, MAX_DECODE_PIXELS};
 use super::encode::{encode_gray, encode_rgb420, encode_ycc420};
 use super::exif::Orientation;
 use super::jpeg_header::{parse_jpeg_header, ColorModel};
-use super::resize::{orient_plane, resize_plane, Plane, Target};
+use super::resize::{orient_plane, replicate_edges, resize_plane, Plane, Target};
 use super::scaled_decode::{choose_denom, decode_scaled, Layout};
 use super::sniff::{sniff, ImageFormat};
 use super::ImageError;
@@ -207,7 +207,10 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
         (ow, oh)
     };
     let denom = choose_denom(header.width, header.height, sw_out, sh_out);
-    let decoded = decode_scaled(bytes, denom, MAX_DECODE_PIXELS)?;
+    let mut decoded = decode_scaled(bytes, denom, MAX_DECODE_PIXELS)?;
+    for (p, e) in decoded.planes.iter_mut().zip(&decoded.extents) {
+        replicate_edges(p, *e);
+    }
     let (sw_out, sh_out) = (sw_out as usize, sh_out as usize);
     let encoded = match decoded.layout {
         Layout::Ycc => {
@@ -261,7 +264,12 @@ fn via_rgb(bytes: &[u8], opts: &PresizeOptions, converted: Change) -> Result<Res
         channels: 3,
         data: img.data,
     };
-    let resized = resize_plane(&plane, (f64::from(dw), f64::from(dh)), ow as usize, oh as usize)?;
+    let resized = resize_plane(
+        &plane,
+        (f64::from(dw), f64::from(dh)),
+        ow as usize,
+        oh as usize,
+    )?;
     let bytes = encode_rgb420(&resized, opts.quality.clamp(1, 100))?;
     Ok(Resized {
         bytes: Some(bytes),
@@ -433,14 +441,20 @@ mod tests {
     fn png_content_is_converted_even_when_small() {
         let mut png = Vec::new();
         let img = ::image::RgbImage::from_pixel(40, 30, ::image::Rgb([10, 200, 30]));
-        img.write_to(&mut std::io::Cursor::new(&mut png), ::image::ImageFormat::Png)
-            .unwrap();
+        img.write_to(
+            &mut std::io::Cursor::new(&mut png),
+            ::image::ImageFormat::Png,
+        )
+        .unwrap();
         let r = presize_jpeg(&png, Target::longest(704), 90).unwrap();
         assert_eq!(r.change, Some(Change::Converted));
         let out = r.bytes.as_deref().unwrap();
         assert_eq!(sniff(out), ImageFormat::Jpeg);
         let r = presize_jpeg(&png, Target::longest(20), 90).unwrap();
-        assert_eq!((r.width, r.height, r.change), (20, 15, Some(Change::Resized)));
+        assert_eq!(
+            (r.width, r.height, r.change),
+            (20, 15, Some(Change::Resized))
+        );
     }
 
     #[test]

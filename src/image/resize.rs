@@ -124,6 +124,36 @@ thread_local! {
     static RESIZER: RefCell<fir::Resizer> = RefCell::new(fir::Resizer::new());
 }
 
+/// Overwrite the padding right of and below `extent` with copies of the last picture column/row.
+/// The Lanczos3 window near the picture's edge reaches a few pixels past the crop, and decoder
+/// padding there is not picture content; replicated edges are what a full-size resize sees
+/// (its window is clamped at the edge).
+pub fn replicate_edges(p: &mut Plane, extent: (f64, f64)) {
+    let c = p.channels;
+    let ew = (extent.0.ceil() as usize).clamp(1, p.width.max(1));
+    let eh = (extent.1.ceil() as usize).clamp(1, p.height.max(1));
+    if p.data.len() != p.width * p.height * c || p.width == 0 || p.height == 0 {
+        return;
+    }
+    let row_len = p.width * c;
+    if ew < p.width {
+        for row in p.data.chunks_exact_mut(row_len) {
+            let (pic, pad) = row.split_at_mut(ew * c);
+            let last = &pic[(ew - 1) * c..];
+            for px in pad.chunks_exact_mut(c) {
+                px.copy_from_slice(last);
+            }
+        }
+    }
+    if eh < p.height {
+        let (pic, pad) = p.data.split_at_mut(eh * row_len);
+        let last = &pic[(eh - 1) * row_len..];
+        for row in pad.chunks_exact_mut(row_len) {
+            row.copy_from_slice(last);
+        }
+    }
+}
+
 /// Lanczos3-resize the top-left `extent` (in source pixels, may be fractional and must be at
 /// most the plane's size) of `src` to `dst_w`×`dst_h`.
 pub fn resize_plane(
@@ -275,8 +305,16 @@ mod tests {
                 src.data[y * 120 + x] = 255;
             }
         }
-        let out = resize_plane(&src, (100.0, 4.0), 25, 1).unwrap();
+        let mut fixed = src.clone();
+        replicate_edges(&mut fixed, (100.0, 4.0));
+        assert!(fixed.data.iter().all(|&v| v == 0));
+        let out = resize_plane(&fixed, (100.0, 4.0), 25, 1).unwrap();
         assert!(out.data.iter().all(|&v| v == 0), "{:?}", out.data);
+        // Fractional extent: the partly covered column is kept, the rest replicated from it.
+        let mut frac = src.clone();
+        replicate_edges(&mut frac, (100.5, 4.0));
+        assert_eq!(frac.data[100], 255);
+        assert!(frac.data[101..120].iter().all(|&v| v == 255));
         let leaky = resize_plane(&src, (120.0, 4.0), 30, 1).unwrap();
         assert!(leaky.data.iter().any(|&v| v > 0));
     }
