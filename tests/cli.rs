@@ -225,6 +225,10 @@ fn bad_inputs_are_skipped_reported_and_counted() {
     for bad in ["empty.jpg", "truncated.jpg", "text.jpg", "missing.jpg"] {
         assert!(names.contains(&bad), "{bad} not reported: {skipped:?}");
     }
+    assert!(
+        !names.contains(&"corrupt_data.jpg"),
+        "the cheap check must pass intact markers; only --decode-check decodes"
+    );
     let reason = |n: &str| skipped.iter().find(|s| s.0 == n).unwrap().1.to_lowercase();
     assert!(reason("missing.jpg").contains("not found"));
     assert!(reason("empty.jpg").contains("empty"));
