@@ -6,6 +6,7 @@
 pub mod boxes;
 pub mod coco;
 pub mod discover;
+pub mod rescale;
 
 pub use boxes::{normalize_box, BoxOutcome, NormalizedBox};
 pub use coco::{
