@@ -120,6 +120,9 @@ pub fn rewrite_coco_file(
     let bytes = std::fs::read(input).map_err(io(input))?;
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
     let partial = partial_name(output);
+    if let Some(parent) = output.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
     let file = std::fs::File::create(&partial).map_err(io(&partial))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     let stats = rewrite_coco(input, body, &mut w, plans).map_err(|e| match e {

@@ -2,6 +2,7 @@
 //! (ripgrep's lowargs → hiargs split).
 
 pub mod convert;
+pub mod presize;
 pub mod throughput;
 
 use std::path::PathBuf;
