@@ -296,34 +296,23 @@ pub fn rescale_annotation(ann: &mut Value, s: &ImageScale, stats: &mut RescaleSt
             }
         }
     }
-    if let Some(k) = obj.get_mut("keypoints") {
-        let nums = k
-            .as_array()
-            .map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<_>>>());
-        match nums {
-            Some(Some(v)) if v.len() % 3 == 0 => {
-                let mut out = Vec::with_capacity(v.len());
-                for p in v.chunks_exact(3) {
-                    // v = 0: "not labelled", stored as (0, 0, 0) by convention: keep it so.
-                    let labelled = p[2] != 0.0;
-                    let (x, y) = if labelled {
-                        (p[0] * s.sx, p[1] * s.sy)
-                    } else {
-                        (p[0], p[1])
-                    };
-                    out.extend([num(x), num(y)]);
-                    out.push(
-                        k.as_array()
-                            .and_then(|a| a.get(out.len()))
-                            .cloned()
-                            .unwrap_or(num(p[2])),
-                    );
+    if let Some(Value::Array(k)) = obj.get_mut("keypoints") {
+        let numeric = k.iter().all(Value::is_number);
+        if numeric && k.len() % 3 == 0 {
+            for p in k.chunks_exact_mut(3) {
+                // v = 0 means "not labelled", stored as (0, 0, 0) by convention: left as is.
+                let labelled = p[2].as_f64().is_some_and(|v| v != 0.0);
+                if let (true, Some(x), Some(y)) = (labelled, p[0].as_f64(), p[1].as_f64()) {
+                    p[0] = num(x * s.sx);
+                    p[1] = num(y * s.sy);
                 }
-                *k = Value::Array(out);
-                stats.keypoint_sets_scaled += 1;
             }
-            _ => stats.fields_unreadable += 1,
+            stats.keypoint_sets_scaled += 1;
+        } else {
+            stats.fields_unreadable += 1;
         }
+    } else if obj.get("keypoints").is_some_and(|k| !k.is_null()) {
+        stats.fields_unreadable += 1;
     }
 }
 
@@ -547,7 +536,7 @@ mod tests {
         );
         assert_eq!(
             a["keypoints"],
-            json!([5.0, 5.0, 2, 0.0, 0.0, 0, 15.0, 10.0, 1])
+            json!([5.0, 5.0, 2, 0, 0, 0, 15.0, 10.0, 1])
         );
         assert_eq!(a["vendor_extra"], json!({"keep": true}));
         assert_eq!(a["num_keypoints"], json!(2));
@@ -590,7 +579,7 @@ mod tests {
         // Identity size: unchanged.
         assert_eq!(resample_rle(&src, 8, 12, 8, 12).unwrap(), src);
         // A mask starting with 1s has a leading 0-length run, kept.
-        let full = to_counts(&vec![1u8; 16]);
+        let full = to_counts(&[1u8; 16]);
         assert_eq!(full, vec![0, 16]);
         assert_eq!(resample_rle(&full, 4, 4, 2, 2).unwrap(), vec![0, 4]);
     }
