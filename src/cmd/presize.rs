@@ -352,7 +352,8 @@ pub fn run_plan(plan: &PresizePlan) -> Result<PresizeReport> {
             }
         }
         let plans = account(ds.images.as_slice(), &outcomes, entry);
-        entry.annotation_counts = rewrite_coco_file(&split.annotations, &out.join(ann_rel), &plans)?;
+        entry.annotation_counts =
+            rewrite_coco_file(&split.annotations, &out.join(ann_rel), &plans)?;
     }
     progress.finish();
     manifest.complete = true;

@@ -534,10 +534,7 @@ mod tests {
                 [0.0, 0.0, 1.0, 0.0, 1.0, 1.0]
             ])
         );
-        assert_eq!(
-            a["keypoints"],
-            json!([5.0, 5.0, 2, 0, 0, 0, 15.0, 10.0, 1])
-        );
+        assert_eq!(a["keypoints"], json!([5.0, 5.0, 2, 0, 0, 0, 15.0, 10.0, 1]));
         assert_eq!(a["vendor_extra"], json!({"keep": true}));
         assert_eq!(a["num_keypoints"], json!(2));
         assert_eq!((st.polygons_scaled, st.keypoint_sets_scaled), (1, 1));
