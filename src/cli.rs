@@ -88,6 +88,10 @@ pub struct ConvertArgs {
     /// Resize while converting: longest side at most N pixels (never upscales).
     #[arg(long, value_name = "N")]
     pub presize: Option<u32>,
+    /// fsync every shard before it gets its final name, so finished shards also survive a
+    /// power loss (a process crash or Ctrl-C is safe without it). Costs the disk's write speed.
+    #[arg(long)]
+    pub fsync: bool,
     /// Replace the contents of a non-empty OUTPUT.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,

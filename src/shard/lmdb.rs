@@ -19,12 +19,12 @@
 //! Page size is the OS's, so the bytes (not the content) differ between 4 KiB- and 64 KiB-page
 //! machines.
 
-use std::fs::File;
-use std::io::Read;
+
+
 use std::path::{Path, PathBuf};
 
 use ::lmdb::{Cursor as _, Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
-use sha2::{Digest, Sha256};
+
 
 use super::index::partial_path;
 use super::writer::{ShardInfo, ShardSink, SinkOptions};
@@ -300,7 +300,7 @@ impl ShardSink for LmdbSink {
             std::fs::remove_file(&lock).map_err(io_err(&lock))?;
         }
         let data = self.partial.join(DATA_FILE);
-        let (sha256, bytes) = sha256_file(&data)?;
+        let (checksum, bytes) = crate::shard::checksum::checksum_file(&data)?;
         let final_dir = self.out_dir.join(&self.name);
         if final_dir.is_dir() {
             // Only reached when the caller chose to overwrite (the command layer refuses a
@@ -316,7 +316,7 @@ impl ShardSink for LmdbSink {
             index: None,
             records: self.records,
             bytes,
-            sha256,
+            checksum,
         })
     }
 }
@@ -332,26 +332,6 @@ impl Drop for LmdbSink {
     }
 }
 
-/// SHA-256 (hex) and length of a file, streamed in 1 MiB reads.
-pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64), ShardError> {
-    let mut r = File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err(path)(e)),
-        };
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex::encode(hasher.finalize()), total))
-}
 
 /// Calls `f(i, key, value)` for every record of the LMDB shard directory `dir`, in key order,
 /// and returns the record count. Metadata entries are not passed to `f` but are checked: keys
@@ -479,8 +459,8 @@ mod tests {
         assert_eq!(info.file, "s.lmdb");
         assert_eq!(info.index, None);
         assert_eq!(info.records, n);
-        let (sha, bytes) = sha256_file(&shard.join("data.mdb")).unwrap();
-        assert_eq!((info.sha256.as_str(), info.bytes), (sha.as_str(), bytes));
+        let (sha, bytes) = crate::shard::checksum::checksum_file(&shard.join("data.mdb")).unwrap();
+        assert_eq!((info.checksum.as_str(), info.bytes), (sha.as_str(), bytes));
         let all = read_all(&shard);
         assert_eq!(all.len() as u64, n + 3);
         for i in 0..n {
@@ -594,7 +574,7 @@ mod tests {
             }
             let info = (Box::new(sink) as Box<dyn ShardSink>).finish().unwrap();
             let bytes = std::fs::read(dir.path().join("d.lmdb/data.mdb")).unwrap();
-            digests.push((info.sha256, bytes, run));
+            digests.push((info.checksum, bytes, run));
         }
         assert_eq!(digests[0].0, digests[1].0);
         assert!(

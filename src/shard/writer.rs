@@ -11,7 +11,6 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::index::{partial_path, write_index_line};
 use super::tfrecord::write_record;
@@ -27,8 +26,8 @@ pub struct ShardInfo {
     pub records: u64,
     /// Bytes of the shard file (`data.mdb` for LMDB).
     pub bytes: u64,
-    /// Lowercase hex SHA-256 of the shard file (`data.mdb` for LMDB).
-    pub sha256: String,
+    /// `xxh3-128:<hex>` of the shard file (`data.mdb` for LMDB); see [`super::checksum`].
+    pub checksum: String,
 }
 
 /// A shard being written. `append` records in order; `finish` makes it visible under its final
@@ -85,14 +84,14 @@ pub fn create_lmdb_sink_with(
 
 /// Re-hashes a finished shard (for `--resume`): `info_file` is [`ShardInfo::file`]; for an LMDB
 /// directory its `data.mdb` is hashed, as at write time.
-pub fn shard_sha256(dir: &Path, info_file: &str) -> Result<String, ShardError> {
+pub fn shard_checksum(dir: &Path, info_file: &str) -> Result<String, ShardError> {
     let path = dir.join(info_file);
     let target = if path.is_dir() {
         path.join(super::lmdb::DATA_FILE)
     } else {
         path
     };
-    Ok(super::lmdb::sha256_file(&target)?.0)
+    Ok(crate::shard::checksum::checksum_file(&target)?.0)
 }
 
 /// fsyncs a directory so renames inside it survive a power loss.
@@ -115,7 +114,7 @@ const INDEX_BUF: usize = 64 << 10;
 /// needed afterwards.
 struct HashingFile {
     file: File,
-    hasher: Sha256,
+    hasher: crate::shard::checksum::ShardHasher,
 }
 
 impl Write for HashingFile {
@@ -175,7 +174,7 @@ impl TfRecordSink {
                 SHARD_BUF,
                 HashingFile {
                     file: data,
-                    hasher: Sha256::new(),
+                    hasher: crate::shard::checksum::ShardHasher::new(),
                 },
             )),
             index: Some(BufWriter::with_capacity(INDEX_BUF, index)),
@@ -246,7 +245,7 @@ impl ShardSink for TfRecordSink {
                 hashing.file.sync_all().map_err(self.data_err())?;
                 index.sync_all().map_err(self.index_err())?;
             }
-            let sha256 = hex::encode(hashing.hasher.finalize());
+            let checksum = hashing.hasher.finish();
             drop(hashing.file);
             drop(index);
             let final_index = self.dir.join(&self.index_name);
@@ -268,15 +267,15 @@ impl ShardSink for TfRecordSink {
             if self.opts.durable {
                 sync_dir(&self.dir)?;
             }
-            Ok(sha256)
+            Ok(checksum)
         })();
         match result {
-            Ok(sha256) => Ok(ShardInfo {
+            Ok(checksum) => Ok(ShardInfo {
                 file: self.file_name.clone(),
                 index: Some(self.index_name.clone()),
                 records: self.records,
                 bytes: self.offset,
-                sha256,
+                checksum,
             }),
             Err(e) => {
                 let _ = std::fs::remove_file(&self.data_partial);
@@ -360,8 +359,8 @@ mod tests {
         assert_eq!(info.records, 100);
         assert_eq!(info.bytes, bytes.len() as u64);
         assert_eq!(info.index.as_deref(), Some("train-00000-of-00002.idx"));
-        assert_eq!(info.sha256, hex::encode(Sha256::digest(&bytes)));
-        assert_eq!(shard_sha256(dir.path(), &info.file).unwrap(), info.sha256);
+        assert_eq!(info.checksum, crate::shard::checksum::checksum_bytes(&bytes));
+        assert_eq!(shard_checksum(dir.path(), &info.file).unwrap(), info.checksum);
         // The index written while appending equals a re-index and matches the records.
         let idx_path = dir.path().join(info.index.as_ref().unwrap());
         let idx = std::fs::read(&idx_path).unwrap();
@@ -405,7 +404,7 @@ mod tests {
             .finish()
             .unwrap();
         assert_eq!((info.records, info.bytes), (0, 0));
-        assert_eq!(info.sha256, hex::encode(Sha256::digest(b"")));
+        assert_eq!(info.checksum, crate::shard::checksum::checksum_bytes(b""));
         assert_eq!(names(dir.path()), ["e.idx", "e.tfrecord"]);
     }
 
@@ -441,7 +440,7 @@ mod tests {
                 SHARD_BUF,
                 HashingFile {
                     file: f,
-                    hasher: Sha256::new(),
+                    hasher: crate::shard::checksum::ShardHasher::new(),
                 },
             ));
             // Bigger than the buffer, so the write reaches the device.
@@ -458,15 +457,15 @@ mod tests {
     }
 
     #[test]
-    fn shard_sha256_of_lmdb_hashes_data_mdb() {
+    fn shard_checksum_of_lmdb_hashes_data_mdb() {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = create_lmdb_sink(dir.path(), "l").unwrap();
         sink.append(b"payload").unwrap();
         let info = sink.finish().unwrap();
-        assert_eq!(shard_sha256(dir.path(), &info.file).unwrap(), info.sha256);
+        assert_eq!(shard_checksum(dir.path(), &info.file).unwrap(), info.checksum);
         let data = std::fs::read(dir.path().join("l.lmdb/data.mdb")).unwrap();
-        assert_eq!(info.sha256, hex::encode(Sha256::digest(&data)));
-        assert!(shard_sha256(dir.path(), "missing.tfrecord").is_err());
+        assert_eq!(info.checksum, crate::shard::checksum::checksum_bytes(&data));
+        assert!(shard_checksum(dir.path(), "missing.tfrecord").is_err());
     }
 
     /// Throughput smoke test (release only, prints numbers):
@@ -482,7 +481,8 @@ mod tests {
         let mbps = |t: Instant| total / t.elapsed().as_secs_f64();
 
         let t = Instant::now();
-        let mut h = Sha256::new();
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
         for _ in 0..n {
             h.update(&payload);
         }

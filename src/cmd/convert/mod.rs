@@ -16,7 +16,9 @@ use crate::shard::manifest::{
     label_map_pbtxt, CategoryEntry, Counts, Manifest, ManifestOptions, ShardEntry, SplitEntry,
     MANIFEST_FORMAT_VERSION,
 };
-use crate::shard::writer::{create_lmdb_sink, create_tfrecord_sink, ShardSink};
+use crate::shard::writer::{
+    create_lmdb_sink_with, create_tfrecord_sink_with, ShardSink, SinkOptions,
+};
 use anyhow::{bail, Context, Result};
 use image_job::{process_image, JobContext};
 use rayon::prelude::*;
@@ -185,9 +187,12 @@ fn write_shard(
     progress: &Progress,
     cancel: &AtomicBool,
 ) -> Result<Option<ShardEntry>> {
+    let opts = SinkOptions {
+        durable: plan.fsync,
+    };
     let mut sink: Box<dyn ShardSink> = match plan.format {
-        ShardFormat::Tfrecord => create_tfrecord_sink(&plan.out_dir, &job.stem)?,
-        ShardFormat::Lmdb => create_lmdb_sink(&plan.out_dir, &job.stem)?,
+        ShardFormat::Tfrecord => create_tfrecord_sink_with(&plan.out_dir, &job.stem, opts)?,
+        ShardFormat::Lmdb => create_lmdb_sink_with(&plan.out_dir, &job.stem, opts)?,
     };
     let mut counts = Counts::default();
     let (mut skipped, mut reencoded, mut mismatches, mut dropped) =

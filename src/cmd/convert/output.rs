@@ -3,7 +3,7 @@
 use crate::dataset::CocoDataset;
 use crate::plan::convert::OutputMode;
 use crate::shard::manifest::{Manifest, ManifestOptions, ShardEntry, MANIFEST_FILE};
-use crate::shard::writer::shard_sha256;
+use crate::shard::writer::shard_checksum;
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use std::path::Path;
@@ -71,7 +71,7 @@ pub fn reusable_shards(
     }
     let mut keep = HashMap::new();
     for shard in prev.splits.iter().flat_map(|s| &s.shards) {
-        let ok = shard_sha256(out, &shard.info.file).is_ok_and(|h| h == shard.info.sha256)
+        let ok = shard_checksum(out, &shard.info.file).is_ok_and(|h| h == shard.info.checksum)
             && shard
                 .info
                 .index
