@@ -2,6 +2,8 @@
 so that a bug in dsprep cannot also be in the expectation."""
 
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -29,10 +31,32 @@ def displayed_rgb(path):
     return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
 
 
+def libjpeg_warnings(data):
+    """Decode with TensorFlow (libjpeg-turbo) and return what libjpeg printed on stderr
+    ("Corrupt JPEG data: ..."): it decodes damaged entropy data to garbage with only a warning,
+    so the warning is the verdict. Raises when TF refuses the data outright."""
+    import tempfile
+
+    import tensorflow as tf
+
+    with tempfile.TemporaryFile(mode="w+b") as err:
+        saved = os.dup(2)
+        os.dup2(err.fileno(), 2)
+        try:
+            tf.io.decode_image(data, channels=3, expand_animations=False)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        err.seek(0)
+        return err.read().decode("utf-8", "replace")
+
+
 def is_readable_image(path):
+    """Pillow reads the whole file AND libjpeg (through TF) decodes it without a corruption
+    warning. Pillow alone is lenient: corrupt entropy data only makes libjpeg warn."""
     try:
         open_source(path)
-        return True
+        return "Corrupt JPEG data" not in libjpeg_warnings(Path(path).read_bytes())
     except Exception:
         return False
 
