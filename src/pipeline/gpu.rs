@@ -17,7 +17,9 @@ use super::{
 use crate::cli::DType;
 use crate::gpu::device::Gpu;
 use crate::gpu::ffi::cuda::{self, DeviceBuffer, Event, PinnedBuffer, PreprocessLaunch};
-use crate::gpu::ffi::nvjpeg::{DeviceImage, Handle, NvJpeg};
+use crate::gpu::ffi::nvjpeg::{
+    DeviceImage, Handle, NvJpeg, NVJPEG_FLAGS_UPSAMPLING_WITH_INTERPOLATION,
+};
 use crate::gpu::kernels::Kernels;
 use crate::gpu::GpuError;
 use std::collections::VecDeque;
@@ -595,6 +597,40 @@ fn assembler(
     }
 }
 
+const WATCHDOG: f64 = 20.0;
+
+fn describe_state(sh: &Shared<'_>) -> String {
+    let c = &sh.counters;
+    let mut s = format!(
+        "submitted {} batches, retired {}, readers alive {}, decoded hw {} cuda {} cpu {};",
+        sh.submitted.load(SeqCst),
+        c.batches.load(SeqCst),
+        sh.readers_alive.load(SeqCst),
+        c.by_hw.load(SeqCst),
+        c.by_cuda.load(SeqCst),
+        c.by_cpu.load(SeqCst)
+    );
+    if let Ok(o) = sh.open.try_lock() {
+        for b in o.iter() {
+            if let Ok(cl) = b.claim.try_lock() {
+                s.push_str(&format!(
+                    " [batch {} items {} claimed front {} back {} of {} cuda_only {} finished {}]",
+                    b.seq,
+                    b.items.len(),
+                    cl.front,
+                    cl.back,
+                    b.order.len(),
+                    cl.cuda_only.len(),
+                    b.finished.load(SeqCst)
+                ));
+            }
+        }
+    } else {
+        s.push_str(" (open list locked)");
+    }
+    s
+}
+
 /// Runs the GPU pipeline on `cfg.gpu.ordinal`.
 pub fn run(
     cfg: &PipelineConfig,
@@ -604,7 +640,12 @@ pub fn run(
     let (free0, total) = gpu.mem_info()?;
     let lib = NvJpeg::load()?;
     let want_hw = cfg.gpu.decoders != DecoderSet::CudaOnly;
-    let handle = Handle::new(&lib, want_hw, 0)?;
+    // Interpolated chroma upsampling matches the CPU decoders (libjpeg-turbo/zune "fancy"
+    // upsampling); older libraries reject the flag, then plain replication is used.
+    let handle = match Handle::new(&lib, want_hw, NVJPEG_FLAGS_UPSAMPLING_WITH_INTERPOLATION) {
+        Ok(h) => h,
+        Err(_) => Handle::new(&lib, want_hw, 0)?,
+    };
     let hw_info = handle.hardware_info();
     let mut notes = Vec::new();
     let hw_workers = if want_hw && hw_info.0 > 0 {
@@ -766,6 +807,7 @@ pub fn run(
             Stop::Epochs(_) => None,
         };
         let mut stopped_at: Option<f64> = None;
+        let (mut wd_images, mut wd_t) = (0u64, 0.0f64);
         loop {
             std::thread::sleep(Duration::from_millis(50));
             let t = t0.elapsed().as_secs_f64();
@@ -793,6 +835,17 @@ pub fn run(
                 if let Ok((free, _)) = gpu.ctx.mem_get_info() {
                     min_free = min_free.min(free);
                 }
+            }
+            // Watchdog: no finished image for WATCHDOG seconds means something is stuck; say
+            // what every batch is waiting for and stop instead of hanging silently.
+            let now_images = sh.counters.images.load(SeqCst) + sh.counters.failed.load(SeqCst);
+            if now_images != wd_images {
+                wd_images = now_images;
+                wd_t = t;
+            } else if t - wd_t > WATCHDOG && !sh.abort.load(SeqCst) {
+                let state = describe_state(sh);
+                eprintln!("verify-throughput watchdog: no progress for {WATCHDOG} s: {state}");
+                sh.fail("watchdog", format!("no progress for {WATCHDOG} s: {state}"));
             }
             if let Some(b) = budget {
                 if stopped_at.is_none() && t >= b {

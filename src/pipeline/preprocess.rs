@@ -375,7 +375,8 @@ mod tests {
         assert_eq!((d.dst_x0, d.dst_y0, d.dst_w, d.dst_h), (0, 2, 8, 4));
         let mut out = vec![0f32; 3 * 64];
         preprocess_image(&img, &d, 8, &n, &mut out).unwrap();
-        let pad_c0 = (114.0 - n.mean[0]) * n.inv_std[0];
+        // BGR: output plane 0 holds the blue channel, normalised with the blue mean/std.
+        let pad_c0 = (114.0 - n.mean[2]) * n.inv_std[2];
         // Row 0 is padding; BGR puts red (channel 0 of the input) in output plane 2.
         assert!((out[0] - pad_c0).abs() < 1e-6);
         let red = (255.0 - n.mean[0]) * n.inv_std[0];

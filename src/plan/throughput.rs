@@ -117,7 +117,17 @@ pub fn plan_throughput(
             })
         }
     };
-    let hw_workers = env_usize("DSPREP_HW_WORKERS", 2, 1)?;
+    // One thread drives the engines: with two threads (two nvJPEG states, one handle) decoding
+    // concurrently, nvJPEG 13.0.1's hardware path stalled for good on an H100
+    // (bench/BENCHMARKS_GPU.md, 2026-11-27), and one thread already keeps all 7 engines busy.
+    let hw_workers = env_usize("DSPREP_HW_WORKERS", 1, 1)?;
+    if hw_workers > 1 && std::env::var_os("DSPREP_ALLOW_HW_WORKERS").is_none() {
+        return Err(ThroughputPlanError::Env {
+            var: "DSPREP_HW_WORKERS",
+            value: hw_workers.to_string(),
+            why: "more than one hardware-decoder thread deadlocked nvJPEG 13.0 on an H100; set DSPREP_ALLOW_HW_WORKERS=1 to try anyway",
+        });
+    }
     // Leave a core each for the readers, the assembler and the meter; the rest decode.
     let cuda_default = cores.saturating_sub(readers + hw_workers + 2).clamp(1, 48);
     let cuda_workers = env_usize("DSPREP_CUDA_WORKERS", cuda_default, 1)?;
@@ -154,7 +164,7 @@ pub fn plan_throughput(
                 ordinal: a.gpus.first().copied().unwrap_or(0),
                 decoders,
                 hw_workers,
-                hw_chunk: env_usize("DSPREP_HW_CHUNK", 64, 1)?,
+                hw_chunk: env_usize("DSPREP_HW_CHUNK", 128, 1)?,
                 cuda_workers,
                 cuda_backend,
                 slots: env_usize("DSPREP_SLOTS", 4, 3)?,
@@ -189,7 +199,7 @@ mod tests {
         assert_eq!(p.config.side, 640);
         assert_eq!(p.config.stop, Stop::Seconds(10.0));
         assert_eq!(p.config.readers, 2);
-        assert_eq!(p.config.gpu.cuda_workers, 10);
+        assert_eq!(p.config.gpu.cuda_workers, 11);
         assert!(p.config.gpu.slots >= 3);
     }
 
@@ -198,7 +208,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let e = plan_throughput(&args(&["--batch", "0"], d.path()), 4).unwrap_err();
         assert!(e.to_string().contains("--batch"));
-        let e = plan_throughput(&args(&["--seconds", "-1"], d.path()), 4).unwrap_err();
+        let e = plan_throughput(&args(&["--seconds=-1"], d.path()), 4).unwrap_err();
         assert!(e.to_string().contains("--seconds"));
         let e = plan_throughput(&args(&["--size", "2"], d.path()), 4).unwrap_err();
         assert!(e.to_string().contains("--size"));

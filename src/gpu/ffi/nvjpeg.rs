@@ -33,6 +33,9 @@ pub const BACKEND_DEFAULT: c_int = 0;
 pub const BACKEND_HYBRID: c_int = 1;
 pub const BACKEND_GPU_HYBRID: c_int = 2;
 pub const BACKEND_HARDWARE: c_int = 3;
+/// `NVJPEG_FLAGS_UPSAMPLING_WITH_INTERPOLATION`: chroma upsampled by interpolation, not
+/// replication.
+pub const NVJPEG_FLAGS_UPSAMPLING_WITH_INTERPOLATION: u32 = 1 << 5;
 const OUTPUT_RGBI: c_int = 5;
 const STATUS_ARCH_MISMATCH: c_int = 7;
 const STATUS_JPEG_NOT_SUPPORTED: c_int = 4;
