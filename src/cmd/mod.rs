@@ -3,8 +3,10 @@
 
 pub mod convert;
 pub mod index;
+pub mod presize;
 pub mod progress;
 pub mod verify;
+pub mod verify_throughput;
 
 use crate::cli::{Cli, Command};
 use anyhow::Result;
@@ -54,8 +56,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::from(EXIT_OK))
         }
-        Command::Presize(_) => anyhow::bail!("presize: not wired yet"),
-        Command::VerifyThroughput(_) => anyhow::bail!("verify-throughput: not wired yet"),
+        Command::Presize(args) => presize::run(&args),
+        Command::VerifyThroughput(args) => verify_throughput::run(&args),
     }
 }
 

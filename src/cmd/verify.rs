@@ -182,7 +182,7 @@ fn check_tfrecord(dir: &Path, s: &ShardEntry, decode: bool) -> ShardCheck {
 fn check_lmdb(dir: &Path, s: &ShardEntry, decode: bool) -> ShardCheck {
     let name = s.info.file.clone();
     let mut check = ShardCheck::new(&name, s.info.records);
-    let result = crate::shard::lmdb_read::for_each_record(&dir.join(&name), |i, key, value| {
+    let result = crate::shard::lmdb::for_each_record(&dir.join(&name), |i, key, value| {
         if let Err(reason) = check_payload(value, decode) {
             check.bad.push(bad(
                 &name,

@@ -19,12 +19,9 @@
 //! Page size is the OS's, so the bytes (not the content) differ between 4 KiB- and 64 KiB-page
 //! machines.
 
-
-
 use std::path::{Path, PathBuf};
 
 use ::lmdb::{Cursor as _, Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
-
 
 use super::index::partial_path;
 use super::writer::{ShardInfo, ShardSink, SinkOptions};
@@ -331,7 +328,6 @@ impl Drop for LmdbSink {
         }
     }
 }
-
 
 /// Calls `f(i, key, value)` for every record of the LMDB shard directory `dir`, in key order,
 /// and returns the record count. Metadata entries are not passed to `f` but are checked: keys

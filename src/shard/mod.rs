@@ -6,7 +6,6 @@ pub mod crc;
 pub mod example;
 pub mod index;
 pub mod lmdb;
-pub mod lmdb_read;
 pub mod manifest;
 pub mod od_example;
 pub mod tfrecord;

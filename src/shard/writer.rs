@@ -359,8 +359,14 @@ mod tests {
         assert_eq!(info.records, 100);
         assert_eq!(info.bytes, bytes.len() as u64);
         assert_eq!(info.index.as_deref(), Some("train-00000-of-00002.idx"));
-        assert_eq!(info.checksum, crate::shard::checksum::checksum_bytes(&bytes));
-        assert_eq!(shard_checksum(dir.path(), &info.file).unwrap(), info.checksum);
+        assert_eq!(
+            info.checksum,
+            crate::shard::checksum::checksum_bytes(&bytes)
+        );
+        assert_eq!(
+            shard_checksum(dir.path(), &info.file).unwrap(),
+            info.checksum
+        );
         // The index written while appending equals a re-index and matches the records.
         let idx_path = dir.path().join(info.index.as_ref().unwrap());
         let idx = std::fs::read(&idx_path).unwrap();
@@ -462,7 +468,10 @@ mod tests {
         let mut sink = create_lmdb_sink(dir.path(), "l").unwrap();
         sink.append(b"payload").unwrap();
         let info = sink.finish().unwrap();
-        assert_eq!(shard_checksum(dir.path(), &info.file).unwrap(), info.checksum);
+        assert_eq!(
+            shard_checksum(dir.path(), &info.file).unwrap(),
+            info.checksum
+        );
         let data = std::fs::read(dir.path().join("l.lmdb/data.mdb")).unwrap();
         assert_eq!(info.checksum, crate::shard::checksum::checksum_bytes(&data));
         assert!(shard_checksum(dir.path(), "missing.tfrecord").is_err());
