@@ -213,6 +213,15 @@ pub enum DType {
     Fp16,
 }
 
+/// GPU decoders verify-throughput may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderChoice {
+    Both,
+    Hw,
+    Cuda,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyThroughputArgs {
     /// Folder written by `dsprep convert` (TFRecord or LMDB shards).
@@ -241,6 +250,11 @@ pub struct VerifyThroughputArgs {
     /// GPU ordinals to use, e.g. 0,1 (default: 0).
     #[arg(long, value_delimiter = ',')]
     pub gpus: Vec<u32>,
+    /// Which GPU decoders take work: both (hardware engines and the CUDA decoder pull from one
+    /// queue), only the hardware engines (what the hardware cannot take still goes to CUDA), or
+    /// only the CUDA decoder.
+    #[arg(long, value_enum, default_value_t = DecoderChoice::Both)]
+    pub decoders: DecoderChoice,
     /// Decode only (no resize/normalise kernels): measures the decoders alone.
     #[arg(long)]
     pub decode_only: bool,

@@ -18,7 +18,9 @@ SECS=${SECS:-6}
 echo "== dataset"; t=$(date +%s)
 python3 $B/bench/make_coco_like.py /tmp/coco --count 3000 --sources $B/src --workers 16 2>&1 | tail -2
 echo "dataset $(( $(date +%s) - t )) s"
-DSPREP_SHARDS_SRC=/tmp/coco/train2017 DSPREP_SHARDS_OUT=/tmp/shards DSPREP_SHARDS_N=16 $B/gpu-tests --ignored make_shards --nocapture 2>&1 | grep -E "wrote|panicked"
+$B/dsprep convert /tmp/coco /tmp/shards --shards 16 -q | tail -2
+$B/dsprep verify /tmp/shards -q | tail -1
+$B/dsprep convert /tmp/coco /tmp/shards_lmdb --shards 16 --format lmdb -q | tail -1
 du -sh /tmp/shards
 echo "== tests"
 cd $B && timeout 90 ./gpu-tests --nocapture --test-threads=1 > "$OUT/tests.log" 2>&1; echo "tests rc=$?"; cd ..
@@ -26,20 +28,22 @@ grep -E "^test |test result|round|mean \|d\|.*max (1[3-9]|[2-9][0-9])" "$OUT/tes
 echo "== torchvision"
 timeout 150 python3 $B/bench/torchvision_pipeline.py /tmp/shards --iters 30 2>&1 | tee "$OUT/torchvision.log" | tail -3
 echo "== verify-throughput"
-# Through the test binary's vt_cli helper (plan -> pipeline -> report, same code as the command).
-run() { # label, env...  (args in VTA)
+# The real command line, as a user runs it.
+run() { # label, args...
   local label=$1; shift
-  echo "--- $label" >> "$OUT/vt.log"
-  (cd $B && env "$@" timeout 45 ./gpu-tests --ignored vt_cli --nocapture --test-threads=1) 2>&1 | tee -a "$OUT/vt.log" | grep -E "images/s|decoded by|target  |watchdog|panicked|pipeline failed" | sed "s/^/[$label] /"
+  echo "--- $label: dsprep verify-throughput $*" >> "$OUT/vt.log"
+  timeout 60 $B/dsprep verify-throughput "$@" 2>&1 | tee -a "$OUT/vt.log" | grep -E "images/s|decoded by|target|watchdog|panicked|error" | sed "s/^/[$label] /"
 }
 A="/tmp/shards -q --seconds $SECS"
-run default       DSPREP_VT_ARGS="$A --target-ips 20000 --json $OUT/vt_default.json"
-run decode-only   DSPREP_VT_ARGS="$A --decode-only"
-run hw-only-dec   DSPREP_DECODERS=hw DSPREP_VT_ARGS="$A --decode-only"
-run cuda-only-dec DSPREP_DECODERS=cuda DSPREP_VT_ARGS="$A --decode-only"
-run fp16          DSPREP_VT_ARGS="$A --dtype fp16"
-run letterbox     DSPREP_VT_ARGS="$A --resize letterbox"
-run hw2           DSPREP_HW_WORKERS=2 DSPREP_VT_ARGS="$A"
+run default       $A --target-ips 20000 --json $OUT/vt_default.json
+run decode-only   $A --decode-only
+run hw-only-dec   $A --decode-only --decoders hw
+run cuda-only-dec $A --decode-only --decoders cuda
+run fp16          $A --dtype fp16
+run letterbox     $A --resize letterbox
+run lmdb          /tmp/shards_lmdb -q --seconds $SECS
+echo "== torchvision (again, after)"
+timeout 150 python3 $B/bench/torchvision_pipeline.py /tmp/shards --iters 30 2>&1 | tee -a "$OUT/torchvision.log" | tail -3
 echo "== sanitizer"
 {
   cd $B

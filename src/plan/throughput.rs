@@ -1,8 +1,7 @@
 //! `verify-throughput` arguments → a validated [`PipelineConfig`] plus the device choice.
 //!
 //! Tuning knobs that have no flag yet are read from the environment here, once, so the pipeline
-//! never looks at it (see bench/gpu/README.md): `DSPREP_DECODERS` (both|hw|cuda),
-//! `DSPREP_HW_WORKERS`, `DSPREP_HW_CHUNK`, `DSPREP_CUDA_WORKERS`, `DSPREP_CUDA_BACKEND`
+//! never looks at it (see bench/gpu/README.md): `DSPREP_HW_WORKERS`, `DSPREP_HW_CHUNK`, `DSPREP_CUDA_WORKERS`, `DSPREP_CUDA_BACKEND`
 //! (hybrid|gpu_hybrid), `DSPREP_SLOTS`, `DSPREP_WARMUP_S`.
 
 use crate::cli::{DeviceKind, VerifyThroughputArgs};
@@ -94,17 +93,10 @@ pub fn plan_throughput(
     }
     let cores = cores.max(1);
     let readers = a.readers.unwrap_or(if cores >= 8 { 2 } else { 1 });
-    let decoders = match std::env::var("DSPREP_DECODERS").as_deref() {
-        Err(_) | Ok("both") => DecoderSet::Both,
-        Ok("hw") => DecoderSet::HardwareOnly,
-        Ok("cuda") => DecoderSet::CudaOnly,
-        Ok(v) => {
-            return Err(ThroughputPlanError::Env {
-                var: "DSPREP_DECODERS",
-                value: v.to_string(),
-                why: "expected both, hw or cuda",
-            })
-        }
+    let decoders = match a.decoders {
+        crate::cli::DecoderChoice::Both => DecoderSet::Both,
+        crate::cli::DecoderChoice::Hw => DecoderSet::HardwareOnly,
+        crate::cli::DecoderChoice::Cuda => DecoderSet::CudaOnly,
     };
     let cuda_backend = match std::env::var("DSPREP_CUDA_BACKEND").as_deref() {
         Err(_) | Ok("hybrid") => 1,
