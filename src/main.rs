@@ -6,7 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let args = dsprep::cli::Cli::parse();
     match dsprep::run(args) {
-        Ok(code) => code.into(),
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err}");
             for cause in err.chain().skip(1) {

@@ -60,4 +60,3 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::VerifyThroughput(args) => verify_throughput::run(&args),
     }
 }
-

@@ -33,9 +33,12 @@ pub fn add_since(c: &AtomicU64, t: Instant) {
     c.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
 }
 
+/// Listed bad records, the (shard, offset) pairs already seen, and how many were not listed.
+type BadState = (Vec<BadRecord>, HashSet<(std::path::PathBuf, u64)>, u64);
+
 /// Bad records, deduplicated (later epochs see the same ones) and capped for memory.
 pub struct BadList {
-    inner: Mutex<(Vec<BadRecord>, HashSet<(std::path::PathBuf, u64)>, u64)>,
+    inner: Mutex<BadState>,
     cap: usize,
 }
 

@@ -282,6 +282,7 @@ impl ThroughputReport {
 }
 
 #[cfg(test)]
+#[allow(clippy::field_reassign_with_default)] // tests tweak a few fields of a default result
 mod tests {
     use super::*;
     use crate::cli::{DType, ResizeMode};

@@ -126,7 +126,7 @@ impl DeviceBuffer {
     pub fn copy_from_host(&self, offset: usize, src: &[u8]) -> Result<(), GpuError> {
         if offset
             .checked_add(src.len())
-            .map_or(true, |end| end > self.bytes)
+            .is_none_or(|end| end > self.bytes)
         {
             return Err(GpuError::Invalid(format!(
                 "upload of {} bytes at {offset} into a {}-byte device buffer",
@@ -304,7 +304,7 @@ pub fn copy_htod_async(
 ) -> Result<(), GpuError> {
     if offset
         .checked_add(src.len())
-        .map_or(true, |end| end > dst.len())
+        .is_none_or(|end| end > dst.len())
     {
         return Err(GpuError::Invalid(format!(
             "async upload of {} bytes at {offset} into a {}-byte device buffer",
