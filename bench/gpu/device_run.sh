@@ -42,6 +42,9 @@ run cuda-only-dec $A --decode-only --decoders cuda
 run fp16          $A --dtype fp16
 run letterbox     $A --resize letterbox
 run lmdb          /tmp/shards_lmdb -q --seconds $SECS
+# Our own re-encodes (EXIF-rotated, CMYK, PNG inputs of fixtures/coco) through the hardware path.
+$B/dsprep convert fixtures/coco /tmp/fx -q --overwrite | tail -1
+run fixture-hw    /tmp/fx -q --epochs 2 --batch 8 --decoders hw --decode-only
 echo "== torchvision (again, after)"
 timeout 150 python3 $B/bench/torchvision_pipeline.py /tmp/shards --iters 30 2>&1 | tee -a "$OUT/torchvision.log" | tail -3
 echo "== sanitizer"
