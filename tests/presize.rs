@@ -368,3 +368,95 @@ fn bad_invocations_fail_before_work() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(!fixture().join("nested-out").exists());
 }
+
+/// Every record of every `.tfrecord` in `dir`, in shard-name order.
+fn records(dir: &Path) -> Vec<Vec<u8>> {
+    let mut shards: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tfrecord"))
+        .collect();
+    shards.sort();
+    let mut out = Vec::new();
+    for s in shards {
+        let bytes = std::fs::read(&s).unwrap();
+        for r in dsprep::shard::tfrecord::iter_slice(&bytes) {
+            out.push(r.unwrap().1.to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn shard_folder_in_shard_folder_out() {
+    use dsprep::shard::example::Example;
+    use dsprep::shard::od_example::keys;
+    let d = tempfile::tempdir().unwrap();
+    let (conv, out) = (d.path().join("conv"), d.path().join("small"));
+    let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+        .args(["convert", "--quiet", "--shards", "2"])
+        .arg(fixture())
+        .arg(&conv)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o)); // bad images skipped
+    let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+        .args(["presize", "--quiet", "--size", "32", "--json"])
+        .arg(&conv)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (before, after) = (records(&conv), records(&out));
+    assert_eq!(before.len(), after.len());
+    assert_eq!(report["images"], json!(before.len()));
+    let mut resized = 0;
+    for (a, b) in before.iter().zip(&after) {
+        let (ea, eb) = (Example::decode(a).unwrap(), Example::decode(b).unwrap());
+        let int = |e: &Example<'_>, k| e.get_int64s(k).unwrap()[0];
+        let img = &eb.get_bytes(keys::ENCODED).unwrap()[0];
+        let h = parse_jpeg_header(img).unwrap();
+        assert_eq!(
+            (i64::from(h.width), i64::from(h.height)),
+            (int(&eb, keys::WIDTH), int(&eb, keys::HEIGHT))
+        );
+        assert!(h.width.max(h.height) <= 32);
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(img));
+        assert_eq!(
+            eb.get_bytes(keys::SHA256).unwrap()[0].as_ref(),
+            sha.as_bytes()
+        );
+        // Normalised boxes are unchanged; areas follow the pixels.
+        for k in [keys::XMIN, keys::XMAX, keys::YMIN, keys::YMAX] {
+            assert_eq!(ea.get_floats(k), eb.get_floats(k));
+        }
+        if a != b {
+            resized += 1;
+            let s = (int(&eb, keys::WIDTH) * int(&eb, keys::HEIGHT)) as f64
+                / (int(&ea, keys::WIDTH) * int(&ea, keys::HEIGHT)) as f64;
+            for (x, y) in ea
+                .get_floats(keys::AREA)
+                .unwrap()
+                .iter()
+                .zip(eb.get_floats(keys::AREA).unwrap())
+            {
+                assert!((f64::from(*x) * s - f64::from(*y)).abs() <= 1e-3 * f64::from(*x).max(1.0));
+            }
+        } else {
+            assert!(int(&ea, keys::WIDTH).max(int(&ea, keys::HEIGHT)) <= 32);
+        }
+    }
+    assert_eq!(report["resized"], json!(resized));
+    // The new folder is a valid dsprep shard folder: indexes, CRCs, counts.
+    let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+        .args(["verify", "--quiet", "--decode"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let m = json_file(&out.join("manifest.json"));
+    assert_eq!(m["options"]["presize"], json!(32));
+    assert_eq!(m["complete"], json!(true));
+    assert!(out.join("label_map.pbtxt").is_file());
+}

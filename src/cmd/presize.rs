@@ -241,11 +241,7 @@ pub fn run_plan(plan: &PresizePlan) -> Result<PresizeReport> {
     let started = Instant::now();
     let (root, splits) = match &plan.input {
         PresizeInput::Coco { root, splits } => (root, splits),
-        PresizeInput::Shards { dir } => bail!(
-            "{}: shard-folder input is not supported yet; presize the COCO folder instead, or \
-             use `dsprep convert COCO OUT --presize N`",
-            dir.display()
-        ),
+        PresizeInput::Shards { dir } => return shards::run(plan, dir),
     };
     let out = &plan.out_dir;
     let options = manifest_options(&plan.options);
@@ -640,5 +636,371 @@ mod tests {
         assert!(peak.lock().unwrap().1 <= 80);
         // Larger than the budget: runs alone, does not deadlock.
         drop(b.acquire(1000));
+    }
+}
+
+/// Shard-folder input: `dsprep convert` output in, the same shards with presized images out.
+mod shards {
+    use super::{Budget, OutputMode, PresizePlan, PresizeReport, SplitManifest};
+    use crate::cmd::progress::Progress;
+    use crate::image::presize::{memory_estimate, presize_image, Change};
+    use crate::shard::example::Example;
+    use crate::shard::manifest::{ImageNote, Manifest, ShardEntry};
+    use crate::shard::od_example::keys;
+    use crate::shard::tfrecord::RecordReader;
+    use crate::shard::writer::{create_tfrecord_sink, shard_checksum};
+    use anyhow::{bail, Context, Result};
+    use rayon::prelude::*;
+    use sha2::{Digest, Sha256};
+    use std::path::Path;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// Records presized at once inside one shard (appended in order afterwards).
+    const WINDOW: usize = 16;
+
+    /// What became of one record.
+    enum RecordOutcome {
+        /// The record, unchanged (image within the limit): byte-identical.
+        Same,
+        Rewritten {
+            payload: Vec<u8>,
+            change: Change,
+        },
+        Failed {
+            note: ImageNote,
+        },
+    }
+
+    fn note(ex: &Example<'_>, reason: String) -> ImageNote {
+        let text = |k: &str| {
+            ex.get_bytes(k)
+                .and_then(|v| v.first())
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        ImageNote {
+            file_name: text(keys::FILENAME),
+            image_id: text(keys::SOURCE_ID).parse().unwrap_or(-1),
+            reason,
+        }
+    }
+
+    /// Presize the image of one serialized Example; boxes are normalised (unchanged), areas
+    /// scale by sx·sy, size and sha256 are rewritten.
+    fn presize_record(payload: &[u8], plan: &PresizePlan, budget: &Budget) -> RecordOutcome {
+        let ex = match Example::decode(payload) {
+            Ok(e) => e,
+            Err(e) => {
+                return RecordOutcome::Failed {
+                    note: ImageNote {
+                        file_name: String::new(),
+                        image_id: -1,
+                        reason: format!("record is not a tf.train.Example: {e}"),
+                    },
+                }
+            }
+        };
+        let Some(image) = ex.get_bytes(keys::ENCODED).and_then(|v| v.first()) else {
+            let n = note(&ex, "record has no image/encoded".into());
+            return RecordOutcome::Failed { note: n };
+        };
+        let _lease = budget.acquire(memory_estimate(image, plan.options.target));
+        let r = match presize_image(image, &plan.options) {
+            Ok(r) => r,
+            Err(e) => {
+                let n = note(&ex, e.to_string());
+                return RecordOutcome::Failed { note: n };
+            }
+        };
+        let (Some(bytes), Some(change)) = (r.bytes, r.change) else {
+            return RecordOutcome::Same;
+        };
+        let mut out = ex.clone();
+        let area = ex.get_floats(keys::AREA).map(|a| {
+            a.iter()
+                .map(|v| (f64::from(*v) * r.sx * r.sy) as f32)
+                .collect::<Vec<_>>()
+        });
+        out.insert_str(keys::SHA256, [hex::encode(Sha256::digest(&bytes))]);
+        out.insert_int64s(keys::WIDTH, [i64::from(r.width)]);
+        out.insert_int64s(keys::HEIGHT, [i64::from(r.height)]);
+        if let Some(a) = area {
+            out.insert_floats(keys::AREA, a);
+        }
+        out.insert_str(keys::FORMAT, ["jpeg"]);
+        out.insert_bytes(keys::ENCODED, [bytes]);
+        RecordOutcome::Rewritten {
+            payload: out.to_bytes(),
+            change,
+        }
+    }
+
+    /// Counts per output shard, merged into the split summary.
+    #[derive(Default)]
+    struct ShardCounts {
+        resized: u64,
+        same_size: u64,
+        passed: u64,
+        failed: Vec<ImageNote>,
+        bytes_in: u64,
+        bytes_out: u64,
+    }
+
+    fn presize_shard(
+        plan: &PresizePlan,
+        input: &Path,
+        stem: &str,
+        budget: &Budget,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<(crate::shard::writer::ShardInfo, ShardCounts)> {
+        let file = std::fs::File::open(input)
+            .with_context(|| format!("{}: cannot open", input.display()))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mut reader =
+            RecordReader::with_len(std::io::BufReader::with_capacity(1 << 20, file), len);
+        let mut sink = create_tfrecord_sink(&plan.out_dir, stem)?;
+        let mut counts = ShardCounts::default();
+        loop {
+            let mut window = Vec::with_capacity(WINDOW);
+            while window.len() < WINDOW {
+                let mut buf = Vec::new();
+                match reader.next_into(&mut buf) {
+                    Ok(Some(_)) => window.push(buf),
+                    Ok(None) => break,
+                    Err(e) => bail!("{}: {e}", input.display()),
+                }
+            }
+            if window.is_empty() {
+                break;
+            }
+            let outcomes: Vec<RecordOutcome> = window
+                .par_iter()
+                .map(|p| presize_record(p, plan, budget))
+                .collect();
+            for (payload, o) in window.iter().zip(outcomes) {
+                counts.bytes_in += payload.len() as u64;
+                match o {
+                    RecordOutcome::Same => {
+                        counts.passed += 1;
+                        counts.bytes_out += payload.len() as u64;
+                        sink.append(payload)?;
+                    }
+                    RecordOutcome::Rewritten { payload: p, change } => {
+                        if change == Change::Resized {
+                            counts.resized += 1;
+                        } else {
+                            counts.same_size += 1;
+                        }
+                        counts.bytes_out += p.len() as u64;
+                        sink.append(&p)?;
+                    }
+                    RecordOutcome::Failed { note } => {
+                        if plan.strict {
+                            cancel.store(true, Ordering::Relaxed);
+                            bail!(
+                                "--strict: {} record {:?} (id {}): {}",
+                                input.display(),
+                                note.file_name,
+                                note.image_id,
+                                note.reason
+                            );
+                        }
+                        counts.failed.push(note);
+                    }
+                }
+                progress.add(1, payload.len() as u64);
+            }
+            if cancel.load(Ordering::Relaxed) {
+                bail!("cancelled");
+            }
+        }
+        Ok((sink.finish()?, counts))
+    }
+
+    pub(super) fn run(plan: &PresizePlan, dir: &Path) -> Result<PresizeReport> {
+        let started = Instant::now();
+        let Some(input) = Manifest::load(dir)? else {
+            bail!("{}: no manifest.json", dir.display());
+        };
+        if input.options.format != "tfrecord" {
+            bail!(
+                "{}: presize reads TFRecord shard folders; this one is {:?} (presize the COCO \
+                 folder, or convert with --presize)",
+                dir.display(),
+                input.options.format
+            );
+        }
+        if !input.complete {
+            bail!(
+                "{}: the conversion there is not complete (manifest complete: false); finish \
+                 it with `dsprep convert --resume` first",
+                dir.display()
+            );
+        }
+        let out = &plan.out_dir;
+        if plan.options.target.fit != crate::image::resize::Fit::Longest {
+            bail!("shard folders record a longest-side limit only: use --mode longest");
+        }
+        let previous = Manifest::load(out).ok().flatten();
+        match plan.output_mode {
+            OutputMode::Fresh => {}
+            OutputMode::Resume => {
+                if previous.is_none() {
+                    bail!("{}: no manifest.json to resume from", out.display());
+                }
+            }
+            OutputMode::Overwrite => {
+                if let Some(prev) = &previous {
+                    for s in prev.splits.iter().flat_map(|s| &s.shards) {
+                        let _ = std::fs::remove_file(out.join(&s.info.file));
+                        if let Some(idx) = &s.info.index {
+                            let _ = std::fs::remove_file(out.join(idx));
+                        }
+                    }
+                }
+            }
+        }
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("{}: cannot create", out.display()))?;
+        let mut manifest = input.clone();
+        manifest.complete = false;
+        manifest.options.presize = Some(plan.options.target.size);
+        for s in &mut manifest.splits {
+            s.shards.clear();
+            s.records = 0;
+        }
+        manifest.store(out)?;
+        for name in ["label_map.pbtxt"] {
+            if dir.join(name).is_file() {
+                std::fs::copy(dir.join(name), out.join(name))
+                    .with_context(|| format!("{}: cannot copy {name}", out.display()))?;
+            }
+        }
+        // Earlier output shards to keep on --resume: recorded, present, checksum matching.
+        let keep = |file: &str| -> Option<ShardEntry> {
+            if plan.output_mode != OutputMode::Resume {
+                return None;
+            }
+            let prev = previous.as_ref()?;
+            if prev.options.presize != Some(plan.options.target.size) {
+                return None;
+            }
+            let e = prev
+                .splits
+                .iter()
+                .flat_map(|s| &s.shards)
+                .find(|s| s.info.file == file)?;
+            (shard_checksum(out, file).ok()? == e.info.checksum).then(|| e.clone())
+        };
+
+        let jobs: Vec<(usize, usize)> = input
+            .splits
+            .iter()
+            .enumerate()
+            .flat_map(|(si, s)| (0..s.shards.len()).map(move |k| (si, k)))
+            .collect();
+        let total: u64 = input.splits.iter().map(|s| s.records).sum();
+        let progress = Progress::new(total, plan.quiet, "presizing");
+        let budget = Budget::new(plan.memory_budget);
+        let cancel = AtomicBool::new(false);
+        let shared = Mutex::new(manifest);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(plan.threads)
+            .build()
+            .context("cannot start worker threads")?;
+        let results: Vec<Result<(usize, usize, ShardEntry, ShardCounts)>> = pool.install(|| {
+            jobs.par_iter()
+                .map(|&(si, k)| {
+                    let src = &input.splits[si].shards[k];
+                    let file = &src.info.file;
+                    if let Some(e) = keep(file) {
+                        progress.add(e.info.records, e.info.bytes);
+                        let c = ShardCounts {
+                            passed: e.info.records,
+                            ..Default::default()
+                        };
+                        return Ok((si, k, e, c));
+                    }
+                    let stem = file.strip_suffix(".tfrecord").unwrap_or(file);
+                    let (info, counts) =
+                        presize_shard(plan, &dir.join(file), stem, &budget, &progress, &cancel)
+                            .inspect_err(|_| cancel.store(true, Ordering::Relaxed))?;
+                    let mut entry = src.clone();
+                    entry.info = info;
+                    entry.counts.records = entry.info.records;
+                    entry.counts.skipped += counts.failed.len() as u64;
+                    entry.skipped.extend(counts.failed.iter().cloned());
+                    {
+                        // Record each finished shard at once: what --resume trusts.
+                        let mut m = shared.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(s) = m.splits.get_mut(si) {
+                            s.shards.push(entry.clone());
+                        }
+                        m.store(out)?;
+                    }
+                    Ok((si, k, entry, counts))
+                })
+                .collect()
+        });
+        progress.finish();
+        let mut manifest = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+        let mut per_split: Vec<SplitManifest> = input
+            .splits
+            .iter()
+            .map(|s| SplitManifest {
+                name: s.name.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut entries: Vec<Vec<Option<ShardEntry>>> = input
+            .splits
+            .iter()
+            .map(|s| vec![None; s.shards.len()])
+            .collect();
+        for r in results {
+            let (si, k, entry, c) = r?;
+            let sm = &mut per_split[si];
+            sm.images += entry.info.records + c.failed.len() as u64;
+            sm.resized += c.resized;
+            sm.rewritten_same_size += c.same_size;
+            sm.passed_through += c.passed;
+            sm.failed += c.failed.len() as u64;
+            sm.bytes_in += c.bytes_in;
+            sm.bytes_out += c.bytes_out;
+            sm.failures
+                .extend(c.failed.into_iter().map(|n| super::Failure {
+                    file_name: n.file_name,
+                    image_id: n.image_id,
+                    reason: n.reason,
+                }));
+            entries[si][k] = Some(entry);
+        }
+        for (s, e) in manifest.splits.iter_mut().zip(entries) {
+            // Input shard order, whatever order they finished in.
+            s.shards = e.into_iter().flatten().collect();
+            s.records = s.shards.iter().map(|x| x.info.records).sum();
+        }
+        manifest.complete = true;
+        manifest.store(out)?;
+        let sum = |f: fn(&SplitManifest) -> u64| per_split.iter().map(f).sum::<u64>();
+        let seconds = started.elapsed().as_secs_f64();
+        let images = sum(|s| s.images);
+        Ok(PresizeReport {
+            output: out.display().to_string(),
+            images,
+            resized: sum(|s| s.resized),
+            passed_through: sum(|s| s.passed_through),
+            rewritten_same_size: sum(|s| s.rewritten_same_size),
+            resumed: 0,
+            failed: sum(|s| s.failed),
+            bytes_in: sum(|s| s.bytes_in),
+            bytes_out: sum(|s| s.bytes_out),
+            seconds,
+            images_per_second: images as f64 / seconds.max(1e-9),
+            splits: per_split,
+        })
     }
 }
