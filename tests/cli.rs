@@ -472,3 +472,44 @@ fn missing_input_gives_a_clear_error() {
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no COCO split"));
 }
+
+#[test]
+fn convert_with_presize_shrinks_images_and_keeps_boxes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plain, small) = (tmp.path().join("plain"), tmp.path().join("small"));
+    assert_eq!(code(&convert(&fixture("coco"), &plain, &[])), 0);
+    let o = convert(&fixture("coco"), &small, &["--presize", "32"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let (a, b) = (records(&plain), records(&small));
+    assert_eq!(a.len(), b.len());
+    let full = by_filename(&a, "000001.jpg");
+    let shrunk = by_filename(&b, "000001.jpg");
+    assert_eq!(
+        (int(&shrunk, keys::WIDTH), int(&shrunk, keys::HEIGHT)),
+        (32, 24)
+    );
+    // Normalised boxes do not change with the pixel size; areas scale with it.
+    assert_eq!(full.get_floats(keys::XMIN), shrunk.get_floats(keys::XMIN));
+    assert_eq!(full.get_floats(keys::YMAX), shrunk.get_floats(keys::YMAX));
+    let (fa, sa) = (
+        full.get_floats(keys::AREA).unwrap()[0],
+        shrunk.get_floats(keys::AREA).unwrap()[0],
+    );
+    assert!((sa - fa / 4.0).abs() < 1e-3, "{fa} -> {sa}");
+    // Never upscaled: a 40x40 image under a 64 limit passes through byte-identical.
+    let big = tmp.path().join("big");
+    assert_eq!(
+        code(&convert(&fixture("coco"), &big, &["--presize", "64"])),
+        0
+    );
+    let kept = by_filename(&records(&big), "000003.jpg");
+    let original = std::fs::read(fixture("coco/val/000003.jpg")).unwrap();
+    assert_eq!(
+        kept.get_bytes(keys::ENCODED).unwrap()[0].as_ref(),
+        &original[..]
+    );
+    for r in records(&small) {
+        let e = Example::decode(&r).unwrap();
+        assert!(int(&e, keys::WIDTH).max(int(&e, keys::HEIGHT)) <= 32);
+    }
+}

@@ -80,10 +80,9 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
     let mut stored: std::borrow::Cow<'_, [u8]> = prepared.bytes;
     let mut area_scale = 1.0f64;
     if let Some(limit) = ctx.presize {
-        match presize_hook(&stored, limit) {
+        match crate::image::presize::presize_for_convert(&stored, limit) {
             Ok(Some(r)) => {
-                area_scale = f64::from(r.width) * f64::from(r.height)
-                    / (f64::from(width) * f64::from(height));
+                area_scale = r.sx * r.sy;
                 width = r.width;
                 height = r.height;
                 stored = std::borrow::Cow::Owned(r.bytes);
@@ -181,15 +180,4 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         clipped,
         without_annotations: sample.annotations.is_empty(),
     }
-}
-
-/// Resized JPEG for `convert --presize` (wired to the presize module when it lands).
-struct PresizeOut {
-    bytes: Vec<u8>,
-    width: u32,
-    height: u32,
-}
-
-fn presize_hook(_jpeg: &[u8], _limit: u32) -> Result<Option<PresizeOut>, String> {
-    Err("--presize is not available in this build yet".into())
 }
