@@ -135,7 +135,15 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
         ImageFormat::Jpeg => match parse_jpeg_header(bytes) {
             Ok(h) => {
                 let full = u64::from(h.width) * u64::from(h.height);
-                let comps = h.components.len().max(1) as u64;
+                // Samples per pixel over all components (1.5 for 4:2:0, 3 for 4:4:4).
+                let hmax = h.components.iter().map(|c| u64::from(c.h)).max().unwrap_or(1);
+                let vmax = h.components.iter().map(|c| u64::from(c.v)).max().unwrap_or(1);
+                let samples: u64 = h
+                    .components
+                    .iter()
+                    .map(|c| u64::from(c.h) * u64::from(c.v) * 64 / (hmax * vmax).max(1))
+                    .sum::<u64>()
+                    .max(64);
                 let (dw, dh) = h.displayed_size();
                 let denom = match target.output_size(dw, dh) {
                     Some((ow, oh)) => {
@@ -148,8 +156,9 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
                     }
                     None => 1,
                 };
-                let decoded = full / (denom * denom) * comps;
-                let coefficients = if h.scans > 1 { full * comps * 2 } else { 0 };
+                let decoded = full / (denom * denom) * samples / 64;
+                // Multi-scan (progressive) files keep every 16-bit coefficient of the image.
+                let coefficients = if h.scans > 1 { full * samples / 64 * 2 } else { 0 };
                 let fallback = if needs_full_decode(&h) { full * 3 } else { 0 };
                 input + decoded * 2 + coefficients + fallback
             }
