@@ -7,6 +7,7 @@ set -u
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 B=devbin
 mkdir -p /tmp/devtree && ln -sfn "$PWD/fixtures" /tmp/devtree/fixtures
+[ -d /work/main/fixtures ] || { mkdir -p /work && ln -sfn "$PWD" /work/main; }  # tests find fixtures via CARGO_MANIFEST_DIR
 export DSPREP_CACHE_DIR=/tmp/kcache PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 SECS=${SECS:-6}
