@@ -60,6 +60,10 @@ if [[ " $STEPS " == *" rss "* ]]; then
     for set in coco3k "$big"; do
         "$PY" bench/convert/bench.py --coco "$DATA/$set" --out "$OUT/work" --dsprep "$DSPREP" \
             --python "$PY" --runs 1 --tools dsprep --json "$OUT/rss-$set.json"
+        rm -rf "$OUT/split-out"
+        "$PY" bench/convert/rss_split.py "$DSPREP" convert "$DATA/$set" "$OUT/split-out" --quiet |
+            tee "$OUT/rss-split-$set.json"
+        rm -rf "$OUT/split-out"
     done
     rm -rf "$OUT/work"
 fi
