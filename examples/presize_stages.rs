@@ -1,7 +1,7 @@
 //! Where presize spends its time, and how close its resize is to an ideal one.
 //!
 //! `cargo run --release --example presize_stages -- DIR [--size 704] [--quality 90] [--count N]
-//!  [--denom auto|1|2|4|8] [--psnr]`
+//!  [--denom auto|1|2|4|8] [--chroma direct|box] [--psnr]`
 //!
 //! Single thread, files read into memory first. For each JPEG: reduced DCT decode to planes,
 //! Lanczos3 plane resize, 4:2:0 encode — the same calls `presize_image` makes — timed
@@ -11,7 +11,8 @@
 //! against the reference's Cb/Cr averaged over 2×2 (the 4:2:0 output cannot hold more).
 
 use dsprep::image::encode::encode_ycc420;
-use dsprep::image::resize::{replicate_edges, resize_plane, Target};
+use dsprep::image::presize::{resize_ycc_to_420, ChromaPath, CHROMA};
+use dsprep::image::resize::{replicate_edges, Target};
 use dsprep::image::scaled_decode::{choose_denom, decode_scaled, Layout};
 use fast_image_resize as fir;
 use std::time::Instant;
@@ -112,6 +113,11 @@ fn main() {
     let count: usize = arg(&args, "--count", usize::MAX);
     let denom_arg: String = arg(&args, "--denom", "auto".to_string());
     let want_psnr = args.iter().any(|a| a == "--psnr");
+    let chroma = match arg(&args, "--chroma", String::new()).as_str() {
+        "direct" => ChromaPath::Direct,
+        "box" => ChromaPath::FullThenBox,
+        _ => CHROMA,
+    };
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .expect("read dir")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -147,10 +153,7 @@ fn main() {
             replicate_edges(p, *e);
         }
         let (ow, oh) = (ow as usize, oh as usize);
-        let (cw, ch) = (ow.div_ceil(2), oh.div_ceil(2));
-        let y = resize_plane(&d.planes[0], d.extents[0], ow, oh).expect("resize");
-        let cb = resize_plane(&d.planes[1], d.extents[1], cw, ch).expect("resize");
-        let cr = resize_plane(&d.planes[2], d.extents[2], cw, ch).expect("resize");
+        let [y, cb, cr] = resize_ycc_to_420(&d, ow, oh, chroma).expect("resize");
         let t2 = Instant::now();
         let out = encode_ycc420(&y, &cb, &cr, quality).expect("encode");
         let t3 = Instant::now();

@@ -9,7 +9,7 @@
 //!    [`HEADROOM`](super::scaled_decode::HEADROOM)× the output size
 //!    ([`decode_scaled`](super::scaled_decode::decode_scaled));
 //! 4. Lanczos3 on each plane over its exact picture extent, in stored orientation
-//!    ([`resize_plane`]);
+//!    ([`resize_ycc_to_420`]; chroma to the full output size, then 2×2 averaged, see [`CHROMA`]);
 //! 5. EXIF orientation applied to the small output planes ([`orient_plane`]); the tag is gone
 //!    because the encoder writes no EXIF;
 //! 6. baseline 4:2:0 encode from the planes ([`encode_ycc420`]).
@@ -25,7 +25,7 @@ use super::encode::{encode_gray, encode_rgb420, encode_ycc420};
 use super::exif::Orientation;
 use super::jpeg_header::{parse_jpeg_header, ColorModel};
 use super::resize::{orient_plane, replicate_edges, resize_plane, Plane, Target};
-use super::scaled_decode::{choose_denom, decode_scaled, Layout};
+use super::scaled_decode::{choose_denom, decode_scaled, Decoded, Layout};
 use super::sniff::{sniff, ImageFormat};
 use super::ImageError;
 
@@ -136,8 +136,18 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
             Ok(h) => {
                 let full = u64::from(h.width) * u64::from(h.height);
                 // Samples per pixel over all components (1.5 for 4:2:0, 3 for 4:4:4).
-                let hmax = h.components.iter().map(|c| u64::from(c.h)).max().unwrap_or(1);
-                let vmax = h.components.iter().map(|c| u64::from(c.v)).max().unwrap_or(1);
+                let hmax = h
+                    .components
+                    .iter()
+                    .map(|c| u64::from(c.h))
+                    .max()
+                    .unwrap_or(1);
+                let vmax = h
+                    .components
+                    .iter()
+                    .map(|c| u64::from(c.v))
+                    .max()
+                    .unwrap_or(1);
                 let samples: u64 = h
                     .components
                     .iter()
@@ -158,7 +168,11 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
                 };
                 let decoded = full / (denom * denom) * samples / 64;
                 // Multi-scan (progressive) files keep every 16-bit coefficient of the image.
-                let coefficients = if h.scans > 1 { full * samples / 64 * 2 } else { 0 };
+                let coefficients = if h.scans > 1 {
+                    full * samples / 64 * 2
+                } else {
+                    0
+                };
                 let fallback = if needs_full_decode(&h) { full * 3 } else { 0 };
                 input + decoded * 2 + coefficients + fallback
             }
@@ -171,6 +185,70 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
 
 fn needs_full_decode(h: &super::jpeg_header::JpegHeader) -> bool {
     h.unusual_variant().is_some() || matches!(h.color, ColorModel::Cmyk | ColorModel::Ycck)
+}
+
+/// How the 4:2:0 chroma planes are made from the decoded chroma.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChromaPath {
+    /// Lanczos3 straight to the 4:2:0 size.
+    Direct,
+    /// Lanczos3 to the full output size, then 2×2 averaging: the chroma an RGB pipeline gets
+    /// from its encoder's downsampling (what the float reference and vips/Pillow produce).
+    FullThenBox,
+}
+
+/// The chroma path `presize` uses. Measured on 12 MP photos → 704 (`examples/presize_stages.rs
+/// --chroma`): direct 4:2:0 resizing gives chroma PSNR 38.8 dB (min) / 49.1 (median) against the
+/// float reference, full-size-then-box 51.3 / 55.1, for +2.6 ms of resize per image.
+pub const CHROMA: ChromaPath = ChromaPath::FullThenBox;
+
+/// Resize decoded Y/Cb/Cr planes (stored orientation) to `w`×`h` luma and ⌈w/2⌉×⌈h/2⌉ chroma,
+/// each over its exact picture extent.
+pub fn resize_ycc_to_420(
+    decoded: &Decoded,
+    w: usize,
+    h: usize,
+    chroma: ChromaPath,
+) -> Result<[Plane; 3], ImageError> {
+    let (Some(py), Some(pcb), Some(pcr)) = (
+        decoded.planes.first(),
+        decoded.planes.get(1),
+        decoded.planes.get(2),
+    ) else {
+        return Err(ImageError::Encode("internal: expected 3 planes".into()));
+    };
+    let e = |i: usize| decoded.extents.get(i).copied().unwrap_or((1.0, 1.0));
+    let y = resize_plane(py, e(0), w, h)?;
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let c = |p: &Plane, ext| -> Result<Plane, ImageError> {
+        match chroma {
+            ChromaPath::Direct => resize_plane(p, ext, cw, ch),
+            ChromaPath::FullThenBox => Ok(box_2x2(&resize_plane(p, ext, w, h)?)),
+        }
+    };
+    Ok([y, c(pcb, e(1))?, c(pcr, e(2))?])
+}
+
+/// Average 2×2 blocks (edge blocks average what exists), rounding to nearest.
+fn box_2x2(p: &Plane) -> Plane {
+    let (w, h) = (p.width, p.height);
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let mut out = Plane::new(cw, ch, 1);
+    for cy in 0..ch {
+        for cx in 0..cw {
+            let (mut s, mut n) = (0u32, 0u32);
+            for y in 2 * cy..(2 * cy + 2).min(h) {
+                for x in 2 * cx..(2 * cx + 2).min(w) {
+                    s += u32::from(p.data.get(y * w + x).copied().unwrap_or(0));
+                    n += 1;
+                }
+            }
+            if let Some(d) = out.data.get_mut(cy * cw + cx) {
+                *d = ((s + n / 2) / n.max(1)) as u8;
+            }
+        }
+    }
+    out
 }
 
 /// Presize any image: see the module docs.
@@ -223,16 +301,9 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
     let (sw_out, sh_out) = (sw_out as usize, sh_out as usize);
     let encoded = match decoded.layout {
         Layout::Ycc => {
-            let (cw, ch) = (sw_out.div_ceil(2), sh_out.div_ceil(2));
-            let mut planes = Vec::with_capacity(3);
-            for (i, (p, e)) in decoded.planes.iter().zip(&decoded.extents).enumerate() {
-                let (w, h) = if i == 0 { (sw_out, sh_out) } else { (cw, ch) };
-                planes.push(orient_plane(resize_plane(p, *e, w, h)?, orientation));
-            }
-            match planes.as_slice() {
-                [y, cb, cr] => encode_ycc420(y, cb, cr, quality)?,
-                _ => return Err(ImageError::Encode("internal: expected 3 planes".into())),
-            }
+            let [y, cb, cr] = resize_ycc_to_420(&decoded, sw_out, sh_out, CHROMA)?;
+            let o = |p| orient_plane(p, orientation);
+            encode_ycc420(&o(y), &o(cb), &o(cr), quality)?
         }
         Layout::Gray | Layout::Rgb => {
             let (Some(p), Some(e)) = (decoded.planes.first(), decoded.extents.first()) else {
@@ -487,6 +558,20 @@ mod tests {
         }
         let e = presize_jpeg(&bad, Target::longest(100), 90);
         assert!(e.is_err(), "{e:?}");
+    }
+
+    #[test]
+    fn box_2x2_averages_blocks_and_edges() {
+        let p = Plane {
+            width: 3,
+            height: 3,
+            channels: 1,
+            data: vec![0, 10, 100, 20, 31, 200, 7, 9, 255],
+        };
+        let b = box_2x2(&p);
+        assert_eq!((b.width, b.height), (2, 2));
+        // (0+10+20+31)/4 = 15.25 → 15; (100+200)/2 = 150; (7+9)/2 = 8; 255 alone.
+        assert_eq!(b.data, vec![15, 150, 8, 255]);
     }
 
     #[test]
