@@ -165,20 +165,32 @@ impl Manifest {
             })
     }
 
-    /// Write `dir/manifest.json` atomically (temp file, fsync, rename).
+    /// Write `dir/manifest.json` atomically (temp file + rename: a reader or a crashed process
+    /// never sees half a file). No fsync: called after every shard, where a journal commit each
+    /// time cost more than the shard itself; see [`Manifest::store_durable`].
     pub fn store(&self, dir: &Path) -> Result<(), ShardError> {
+        self.store_with(dir, false)
+    }
+
+    /// Like [`Manifest::store`], and fsync the file and the folder (power-loss safe).
+    pub fn store_durable(&self, dir: &Path) -> Result<(), ShardError> {
+        self.store_with(dir, true)
+    }
+
+    fn store_with(&self, dir: &Path, durable: bool) -> Result<(), ShardError> {
         let mut text = serde_json::to_vec_pretty(self).map_err(|e| ShardError::Corrupt {
             path: dir.join(MANIFEST_FILE),
             offset: 0,
             reason: format!("cannot serialise manifest: {e}"),
         })?;
         text.push(b'\n');
-        write_atomic(&dir.join(MANIFEST_FILE), &text)
+        write_atomic(&dir.join(MANIFEST_FILE), &text, durable)
     }
 }
 
-/// Write `path` through `path.partial` + fsync + rename, so readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
+/// Write `path` through `path.partial` + rename, so readers never see half a file; with
+/// `durable`, fsync the file before and its folder after the rename.
+pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ShardError> {
     use std::io::Write;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".partial");
@@ -189,9 +201,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ShardError> {
     };
     let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
     f.write_all(bytes).map_err(|e| io(e, &tmp))?;
-    f.sync_all().map_err(|e| io(e, &tmp))?;
+    if durable {
+        f.sync_all().map_err(|e| io(e, &tmp))?;
+    }
     drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io(e, path))
+    std::fs::rename(&tmp, path).map_err(|e| io(e, path))?;
+    if durable {
+        if let Some(parent) = path.parent() {
+            super::writer::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }
 
 /// TF Object Detection API label map text (`item { name: … id: … display_name: … }`).
@@ -264,7 +284,7 @@ mod tests {
     fn write_atomic_leaves_no_partial() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.json");
-        write_atomic(&p, b"{}").unwrap();
+        write_atomic(&p, b"{}", true).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"{}");
         assert!(!dir.path().join("m.json.partial").exists());
     }

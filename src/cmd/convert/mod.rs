@@ -174,7 +174,11 @@ pub fn run(plan: &ConvertPlan) -> Result<ConvertReport> {
     manifest.complete = true;
     std::fs::write(out.join("label_map.pbtxt"), label_map_pbtxt(&categories))
         .with_context(|| format!("{}: cannot write label map", out.display()))?;
-    manifest.store(out)?;
+    if plan.fsync {
+        manifest.store_durable(out)?;
+    } else {
+        manifest.store(out)?;
+    }
     Ok(summarise(plan, &manifest, started.elapsed().as_secs_f64()))
 }
 
