@@ -4,9 +4,13 @@
 //! the caller, so shard bytes never depend on scheduling.
 
 use crate::dataset::{normalize_box, BoxOutcome, Sample};
+use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
+use crate::image::resize::Target;
+use crate::image::ImageError;
 use crate::shard::manifest::{DroppedBox, ImageNote, SizeMismatch};
 use crate::shard::od_example::{OdObject, OdRecord};
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -69,31 +73,14 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         Err(e) => return ImageOutcome::skip(&sample, 0, format!("cannot read: {e}")),
     };
     let input_bytes = raw.len() as u64;
-    let prepared = match crate::image::prepare(&raw, ctx.decode_check) {
-        Ok(p) => p,
+    let stored = match store_image(ctx, &raw) {
+        Ok(s) => s,
         Err(e) => return ImageOutcome::skip(&sample, input_bytes, e.to_string()),
     };
-    let mut reencoded = prepared
-        .reencoded
-        .map(|r| note(&sample, r.as_str().to_string()));
-    let (mut width, mut height) = (prepared.width, prepared.height);
-    let mut stored: std::borrow::Cow<'_, [u8]> = prepared.bytes;
-    let mut area_scale = 1.0f64;
-    if let Some(limit) = ctx.presize {
-        match crate::image::presize::presize_for_convert(&stored, limit) {
-            Ok(Some(r)) => {
-                area_scale = r.sx * r.sy;
-                width = r.width;
-                height = r.height;
-                stored = std::borrow::Cow::Owned(r.bytes);
-                if reencoded.is_none() {
-                    reencoded = Some(note(&sample, "presized".into()));
-                }
-            }
-            Ok(None) => {}
-            Err(e) => return ImageOutcome::skip(&sample, input_bytes, e.to_string()),
-        }
-    }
+    let reencoded = stored.reencoded.map(|r| note(&sample, r.to_string()));
+    let (width, height, area_scale) = (stored.width, stored.height, stored.area_scale);
+    let (shown_w, shown_h) = stored.displayed;
+    let stored = stored.bytes;
 
     // Boxes are in the pixel frame the annotation file describes: its width/height when given
     // (the frame the labelling tool saw), else the image's own size before any presize.
@@ -101,16 +88,16 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
     let (frame_w, frame_h) = if img.width > 0 && img.height > 0 {
         (img.width, img.height)
     } else {
-        (prepared.width, prepared.height)
+        (shown_w, shown_h)
     };
     let size_mismatch = (img.width > 0
         && img.height > 0
-        && (img.width, img.height) != (prepared.width, prepared.height))
+        && (img.width, img.height) != (shown_w, shown_h))
         .then(|| SizeMismatch {
             file_name: img.file_name.clone(),
             image_id: img.id,
             json: [img.width, img.height],
-            image: [prepared.width, prepared.height],
+            image: [shown_w, shown_h],
         });
 
     let mut objects = Vec::with_capacity(sample.annotations.len());
@@ -180,4 +167,46 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         clipped,
         without_annotations: sample.annotations.is_empty(),
     }
+}
+
+/// The bytes a record stores for one input file, and what they are.
+struct StoredImage<'a> {
+    bytes: Cow<'a, [u8]>,
+    width: u32,
+    height: u32,
+    /// Size of the input as displayed (after EXIF orientation), before any presize.
+    displayed: (u32, u32),
+    /// Why the bytes are not the input file (manifest reason), if they are not.
+    reencoded: Option<&'static str>,
+    /// Factor on pixel areas (presize).
+    area_scale: f64,
+}
+
+/// `--presize` first, on the raw bytes: its fast path decodes at reduced DCT scale and applies
+/// EXIF orientation / CMYK / PNG conversion on the small image, so a rotated 12 MP photo is not
+/// fully decoded and re-encoded once before being resized. Images within the limit (and runs
+/// without --presize) go through `prepare`, which stores clean JPEGs byte-identical.
+fn store_image<'a>(ctx: &JobContext<'_>, raw: &'a [u8]) -> Result<StoredImage<'a>, ImageError> {
+    if let Some(limit) = ctx.presize {
+        let r = presize_jpeg(raw, Target::longest(limit), DEFAULT_QUALITY)?;
+        if let Some(bytes) = r.bytes {
+            return Ok(StoredImage {
+                bytes: Cow::Owned(bytes),
+                width: r.width,
+                height: r.height,
+                displayed: (r.src_width, r.src_height),
+                reencoded: Some("presized"),
+                area_scale: r.sx * r.sy,
+            });
+        }
+    }
+    let p = crate::image::prepare(raw, ctx.decode_check)?;
+    Ok(StoredImage {
+        width: p.width,
+        height: p.height,
+        displayed: (p.width, p.height),
+        reencoded: p.reencoded.map(|r| r.as_str()),
+        bytes: p.bytes,
+        area_scale: 1.0,
+    })
 }
