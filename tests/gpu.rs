@@ -500,6 +500,89 @@ fn gpu_pipeline_end_to_end_on_small_shards() {
     }
 }
 
+/// GPUs the driver shows (ordinals 0.. that probe cleanly; nvJPEG/NVRTC missing counts as 0).
+fn gpu_count() -> u32 {
+    (0..64).take_while(|&g| probe(g).missing.is_empty()).count() as u32
+}
+
+/// `verify-throughput --gpus 0,1` through the real command: one pipeline per GPU on its
+/// round-robin half of the shards, every record seen once per epoch across the GPUs, the
+/// per-GPU rows in the JSON adding up to the totals; and an ordinal past the last GPU refused
+/// with a message naming it and the count.
+#[test]
+fn two_gpus_split_the_shards_and_add_up() {
+    let n = gpu_count();
+    if n < 2 {
+        println!("skipped: needs 2 GPUs (found {n})");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let set = small_set();
+    let bad = write_shards(d.path(), &set, 4, true);
+    let good = set
+        .iter()
+        .enumerate()
+        .filter(|(k, j)| *k != 4 && dsprep::pipeline::jpeg::parse(j).is_ok())
+        .count() as u64;
+    let json = d.path().join("vt.json");
+    let parse = |extra: &[&str]| {
+        let mut v = vec![
+            "dsprep",
+            "verify-throughput",
+            d.path().to_str().unwrap(),
+            "-q",
+            "--device",
+            "gpu",
+            "--batch",
+            "4",
+            "--size",
+            "64",
+            "--epochs",
+            "3",
+        ];
+        v.extend_from_slice(extra);
+        match <dsprep::cli::Cli as clap::Parser>::try_parse_from(v)
+            .unwrap()
+            .command
+        {
+            dsprep::cli::Command::VerifyThroughput(a) => a,
+            _ => unreachable!(),
+        }
+    };
+    let a = parse(&["--gpus", "0,1", "--json", json.to_str().unwrap()]);
+    // Bad records exist, so the exit code is "problems" (1), not a failure.
+    dsprep::cmd::verify_throughput::run(&a).unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    println!("{}", serde_json::to_string_pretty(&j["per_gpu"]).unwrap());
+    let rows = j["per_gpu"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["ordinal"], 0);
+    assert_eq!(rows[1]["ordinal"], 1);
+    assert_eq!(rows[0]["shards"], 2);
+    assert_eq!(rows[1]["shards"], 2);
+    let imgs: Vec<u64> = rows.iter().map(|r| r["images"].as_u64().unwrap()).collect();
+    assert!(imgs.iter().all(|&i| i > 0), "{imgs:?}");
+    assert_eq!(j["images"].as_u64().unwrap(), imgs.iter().sum::<u64>());
+    let undecodable = j["decoders"]["undecodable"].as_u64().unwrap();
+    assert_eq!(imgs.iter().sum::<u64>() + undecodable, good * 3, "{j}");
+    let ips: f64 = rows
+        .iter()
+        .map(|r| r["images_per_s"].as_f64().unwrap())
+        .sum();
+    assert!((j["images_per_s"].as_f64().unwrap() - ips).abs() < 1e-6);
+    assert!(j["bad_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["shard"].as_str() == bad[0].0.to_str() && b["offset"] == bad[0].1));
+
+    let missing = n.to_string();
+    let a = parse(&["--gpus", &format!("0,{missing}")]);
+    let e = format!("{:#}", dsprep::cmd::verify_throughput::run(&a).unwrap_err());
+    assert!(e.contains(&format!("no CUDA device {n}")), "{e}");
+    assert!(e.contains(&format!("reports {n} device(s)")), "{e}");
+}
+
 /// Device-benchmark helper, not a test: writes `DSPREP_SHARDS_N` (16) TFRecord shards + .idx
 /// from the JPEGs in `DSPREP_SHARDS_SRC` into `DSPREP_SHARDS_OUT` with the shard layer (used when
 /// `dsprep convert` is not wired yet). `cargo test --test gpu -- --ignored make_shards`.

@@ -16,6 +16,24 @@ pub fn run(args: &VerifyThroughputArgs) -> Result<ExitCode> {
         .unwrap_or(1);
     let plan = crate::plan::throughput::plan_throughput(args, cores)?;
     let cfg = &plan.config;
+    let multi = plan.gpus.len() > 1 && plan.device != DeviceKind::Cpu;
+    if multi {
+        // Several GPUs were asked for by name: every one must be usable, no silent CPU fallback.
+        for &g in &plan.gpus {
+            let p = crate::gpu::device::probe(g);
+            if !p.missing.is_empty() {
+                anyhow::bail!(
+                    "--gpus {}: GPU {g} cannot run:\n  - {}",
+                    plan.gpus
+                        .iter()
+                        .map(|g| g.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    p.missing.join("\n  - ")
+                );
+            }
+        }
+    }
     let (use_gpu, fell_back) = match plan.device {
         DeviceKind::Cpu => (false, None),
         DeviceKind::Gpu => {
@@ -56,10 +74,16 @@ pub fn run(args: &VerifyThroughputArgs) -> Result<ExitCode> {
         bar.set_position((p.fraction * 1000.0) as u64);
         bar.set_message(format!("{} images, {:.0} img/s", p.images, p.current_ips));
     };
-    let result = run_pipeline(cfg, use_gpu, &mut on_progress);
-    bar.finish_and_clear();
-    let result = result?;
-    let report = ThroughputReport::new(cfg, &result, plan.target_ips, fell_back, use_gpu);
+    let report = if multi && use_gpu {
+        let r = run_multi_gpu(&plan, &bar);
+        bar.finish_and_clear();
+        r?
+    } else {
+        let result = run_pipeline(cfg, use_gpu, &mut on_progress);
+        bar.finish_and_clear();
+        let result = result?;
+        ThroughputReport::new(cfg, &result, plan.target_ips, fell_back, use_gpu)
+    };
     let to_stdout_json = plan.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     if !to_stdout_json {
         print!("{}", report.render_table());
@@ -93,4 +117,74 @@ fn run_pipeline(
     } else {
         pipeline::cpu::run(cfg, progress).context("CPU pipeline failed")
     }
+}
+
+/// One independent GPU pipeline per listed ordinal (own context, streams, nvJPEG handle, readers
+/// and decoder threads), each on its round-robin share of the shards, all started together;
+/// the per-GPU reports are combined (images/s = sum of per-GPU medians).
+fn run_multi_gpu(
+    plan: &crate::plan::throughput::ThroughputPlan,
+    bar: &indicatif::ProgressBar,
+) -> Result<ThroughputReport> {
+    let dir = &plan.config.dir;
+    let shards: Vec<std::path::PathBuf> = pipeline::source::discover(dir)
+        .with_context(|| format!("cannot list shards in {}", dir.display()))?
+        .into_iter()
+        .map(|s| s.path)
+        .collect();
+    let cfgs = crate::plan::throughput::per_gpu_configs(plan, &shards)?;
+    let live = std::sync::Mutex::new(vec![Progress::default(); cfgs.len()]);
+    let results: Vec<Result<pipeline::RunResult>> = std::thread::scope(|s| {
+        let handles: Vec<_> = cfgs
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let live = &live;
+                s.spawn(move || {
+                    let mut on_progress = |p: &Progress| {
+                        if let Ok(mut v) = live.lock() {
+                            if let Some(slot) = v.get_mut(k) {
+                                *slot = *p;
+                            }
+                            let images: u64 = v.iter().map(|p| p.images).sum();
+                            let ips: f64 = v.iter().map(|p| p.current_ips).sum();
+                            let frac = v.iter().map(|p| p.fraction).fold(1.0, f64::min);
+                            bar.set_position((frac * 1000.0) as u64);
+                            bar.set_message(format!(
+                                "{images} images, {ips:.0} img/s on {} GPUs",
+                                v.len()
+                            ));
+                        }
+                    };
+                    pipeline::gpu::run(c, &mut on_progress).with_context(|| {
+                        format!(
+                            "GPU {} pipeline failed (try --gpus with fewer GPUs, or --device cpu)",
+                            c.gpu.ordinal
+                        )
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a GPU pipeline thread panicked")))
+            })
+            .collect()
+    });
+    let mut parts = Vec::with_capacity(cfgs.len());
+    for (c, r) in cfgs.iter().zip(results) {
+        let r = r?;
+        parts.push((
+            c.gpu.ordinal,
+            c.shards.len(),
+            ThroughputReport::new(c, &r, None, None, true),
+        ));
+    }
+    Ok(ThroughputReport::combine(
+        &plan.config,
+        parts,
+        plan.target_ips,
+    ))
 }

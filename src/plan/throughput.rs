@@ -25,8 +25,14 @@ pub enum ThroughputPlanError {
     Target(f64),
     #[error("--readers must be at least 1")]
     Readers,
-    #[error("--gpus: more than one GPU is not supported yet; run one process per GPU (got {0:?})")]
-    Gpus(Vec<u32>),
+    #[error("--gpus: GPU {0} is listed twice (give each ordinal once, e.g. --gpus 0,1)")]
+    DuplicateGpu(u32),
+    #[error("--gpus: {gpus} GPUs but only {shards} shard(s) in {dir}; each GPU needs at least one shard (use fewer GPUs, or `dsprep convert --shards N` with N >= {gpus})")]
+    TooFewShards {
+        dir: PathBuf,
+        shards: usize,
+        gpus: usize,
+    },
     #[error("environment variable {var}={value:?}: {why}")]
     Env {
         var: &'static str,
@@ -43,6 +49,9 @@ pub struct ThroughputPlan {
     pub target_ips: Option<f64>,
     pub json: Option<PathBuf>,
     pub quiet: bool,
+    /// GPU ordinals, distinct, in the order given (`[0]` when `--gpus` was not given).
+    /// `config` is the run on the first one; [`per_gpu_configs`] makes one per ordinal.
+    pub gpus: Vec<u32>,
 }
 
 fn env_usize(var: &'static str, default: usize, min: usize) -> Result<usize, ThroughputPlanError> {
@@ -88,11 +97,25 @@ pub fn plan_throughput(
     if a.readers == Some(0) {
         return Err(ThroughputPlanError::Readers);
     }
-    if a.gpus.len() > 1 {
-        return Err(ThroughputPlanError::Gpus(a.gpus.clone()));
+    let mut gpus: Vec<u32> = Vec::with_capacity(a.gpus.len().max(1));
+    for &g in &a.gpus {
+        if gpus.contains(&g) {
+            return Err(ThroughputPlanError::DuplicateGpu(g));
+        }
+        gpus.push(g);
     }
-    let cores = cores.max(1);
-    let readers = a.readers.unwrap_or(if cores >= 8 { 2 } else { 1 });
+    if gpus.is_empty() {
+        gpus.push(0);
+    }
+    // Each GPU's pipeline gets an equal share of the cores (its readers, its CUDA decoder
+    // threads): the hybrid CUDA decoder does Huffman on the CPU, so two pipelines sized for the
+    // whole machine would just fight over it. `--readers` is the total over all GPUs.
+    // With one GPU this is exactly the single-GPU sizing.
+    let cores = (cores.max(1) / gpus.len()).max(1);
+    let readers = a
+        .readers
+        .map(|r| (r / gpus.len()).max(1))
+        .unwrap_or(if cores >= 8 { 2 } else { 1 });
     let decoders = match a.decoders {
         crate::cli::DecoderChoice::Both => DecoderSet::Both,
         crate::cli::DecoderChoice::Hw => DecoderSet::HardwareOnly,
@@ -153,7 +176,7 @@ pub fn plan_throughput(
             cpu_threads: cores.saturating_sub(readers).max(1),
             seed: 0,
             gpu: GpuTuning {
-                ordinal: a.gpus.first().copied().unwrap_or(0),
+                ordinal: gpus.first().copied().unwrap_or(0),
                 decoders,
                 hw_workers,
                 hw_chunk: env_usize("DSPREP_HW_CHUNK", 128, 1)?,
@@ -166,7 +189,55 @@ pub fn plan_throughput(
         target_ips: a.target_ips,
         json: a.json.clone(),
         quiet: a.quiet,
+        gpus,
     })
+}
+
+/// Deterministic shard → GPU assignment: shard `i` (in the sorted order of
+/// `source::discover`) goes to GPU `i mod n_gpus`, so the split is the same on every run and
+/// the GPUs' shares differ by at most one shard. Refuses when some GPU would get nothing
+/// (splitting inside a shard would need record ranges the readers do not support).
+pub fn partition_shards<T: Clone>(
+    shards: &[T],
+    n_gpus: usize,
+    dir: &std::path::Path,
+) -> Result<Vec<Vec<T>>, ThroughputPlanError> {
+    let n = n_gpus.max(1);
+    if shards.len() < n {
+        return Err(ThroughputPlanError::TooFewShards {
+            dir: dir.to_path_buf(),
+            shards: shards.len(),
+            gpus: n,
+        });
+    }
+    let mut parts = vec![Vec::with_capacity(shards.len() / n + 1); n];
+    for (i, s) in shards.iter().enumerate() {
+        if let Some(p) = parts.get_mut(i % n) {
+            p.push(s.clone());
+        }
+    }
+    Ok(parts)
+}
+
+/// One pipeline configuration per GPU of the plan: same work, the GPU's ordinal, its share of
+/// the shards (see [`partition_shards`]); readers and decoder threads were already sized per
+/// GPU by [`plan_throughput`]. `shards` are all shards of `plan.config.dir`, sorted.
+pub fn per_gpu_configs(
+    plan: &ThroughputPlan,
+    shards: &[PathBuf],
+) -> Result<Vec<PipelineConfig>, ThroughputPlanError> {
+    let parts = partition_shards(shards, plan.gpus.len(), &plan.config.dir)?;
+    Ok(plan
+        .gpus
+        .iter()
+        .zip(parts)
+        .map(|(&g, part)| {
+            let mut c = plan.config.clone();
+            c.gpu.ordinal = g;
+            c.shards = part;
+            c
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -221,5 +292,63 @@ mod tests {
         assert_eq!(p.config.gpu.cuda_workers, 1);
         assert_eq!(p.config.cpu_threads, 1);
         assert_eq!(p.config.stop, Stop::Epochs(2));
+    }
+
+    #[test]
+    fn single_gpu_default_is_gpu_zero_with_whole_machine() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plan_throughput(&args(&["--gpus", "0"], d.path()), 16).unwrap();
+        assert_eq!(p.gpus, vec![0]);
+        assert_eq!(p.config.readers, 2);
+        assert_eq!(p.config.gpu.cuda_workers, 11);
+        let p = plan_throughput(&args(&[], d.path()), 16).unwrap();
+        assert_eq!(p.gpus, vec![0]);
+        assert_eq!(p.config.gpu.ordinal, 0);
+    }
+
+    #[test]
+    fn several_gpus_share_the_cores() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plan_throughput(&args(&["--gpus", "1,0"], d.path()), 32).unwrap();
+        assert_eq!(p.gpus, vec![1, 0]);
+        assert_eq!(p.config.gpu.ordinal, 1);
+        // 16 cores per GPU: the same sizing one GPU gets on a 16-core machine.
+        assert_eq!(p.config.readers, 2);
+        assert_eq!(p.config.gpu.cuda_workers, 11);
+        let p = plan_throughput(&args(&["--gpus", "0,1", "--readers", "6"], d.path()), 32).unwrap();
+        assert_eq!(p.config.readers, 3);
+        let e = plan_throughput(&args(&["--gpus", "0,1,0"], d.path()), 32).unwrap_err();
+        assert!(matches!(e, ThroughputPlanError::DuplicateGpu(0)), "{e}");
+        assert!(e.to_string().contains("GPU 0 is listed twice"));
+    }
+
+    #[test]
+    fn shards_go_round_robin_and_too_few_is_refused() {
+        let dir = std::path::Path::new("out");
+        let s: Vec<u32> = (0..5).collect();
+        let p = partition_shards(&s, 2, dir).unwrap();
+        assert_eq!(p, vec![vec![0, 2, 4], vec![1, 3]]);
+        let p = partition_shards(&s, 1, dir).unwrap();
+        assert_eq!(p, vec![s.clone()]);
+        let p = partition_shards(&s, 5, dir).unwrap();
+        assert!(p.iter().all(|x| x.len() == 1));
+        let e = partition_shards(&s, 6, dir).unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("6 GPUs but only 5 shard(s) in out"), "{m}");
+        assert!(m.contains("--shards"), "{m}");
+    }
+
+    #[test]
+    fn per_gpu_configs_set_ordinal_and_shards() {
+        let d = tempfile::tempdir().unwrap();
+        let p = plan_throughput(&args(&["--gpus", "2,3"], d.path()), 32).unwrap();
+        let shards: Vec<PathBuf> = (0..4).map(|i| PathBuf::from(format!("s{i}"))).collect();
+        let c = per_gpu_configs(&p, &shards).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].gpu.ordinal, 2);
+        assert_eq!(c[1].gpu.ordinal, 3);
+        assert_eq!(c[0].shards, vec![PathBuf::from("s0"), PathBuf::from("s2")]);
+        assert_eq!(c[1].shards, vec![PathBuf::from("s1"), PathBuf::from("s3")]);
+        assert!(per_gpu_configs(&p, &shards[..1]).is_err());
     }
 }

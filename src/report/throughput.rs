@@ -32,6 +32,22 @@ pub struct DecoderCounts {
     pub undecodable: u64,
 }
 
+/// One GPU's share of a multi-GPU run (`--gpus 0,1,...`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuRow {
+    pub ordinal: u32,
+    pub device: String,
+    pub shards: usize,
+    /// This GPU's median images/s over its own intervals after its warm-up.
+    pub images_per_s: f64,
+    pub interval_ips_min: f64,
+    pub images: u64,
+    pub decoders: DecoderCounts,
+    pub gpu_memory_used_by_run_mib: Option<f64>,
+    pub readers: usize,
+    pub cuda_workers: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     pub target_ips: f64,
@@ -79,7 +95,16 @@ pub struct ThroughputReport {
     pub bad_records: Vec<BadRecord>,
     pub target: Option<Verdict>,
     pub notes: Vec<String>,
+    /// Per-GPU rows of a multi-GPU run; absent for one GPU.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub per_gpu: Vec<GpuRow>,
+    /// How `images_per_s` was formed when several GPUs ran; absent for one GPU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<String>,
 }
+
+/// How [`ThroughputReport::combine`] forms the totals (also written into the report).
+pub const AGGREGATE_RULE: &str = "sum of per-GPU medians (each GPU's median over its own 0.5 s intervals after its warm-up; the pipelines run concurrently from one start, intervals are not clock-aligned across GPUs); min/max are sums of per-GPU min/max";
 
 impl ThroughputReport {
     pub fn new(
@@ -175,6 +200,129 @@ impl ThroughputReport {
                 headroom: ips / t,
             }),
             notes,
+            per_gpu: Vec::new(),
+            aggregate: None,
+        }
+    }
+
+    /// One report for several GPUs that ran concurrently: `parts` are (ordinal, shards given to
+    /// it, readers, CUDA decoder threads, its own report). Throughput adds up ([`AGGREGATE_RULE`]),
+    /// counts and busy times add up, elapsed is the longest, memory adds up, and each GPU keeps
+    /// a row.
+    pub fn combine(
+        base: &PipelineConfig,
+        parts: Vec<(u32, usize, ThroughputReport)>,
+        target_ips: Option<f64>,
+    ) -> Self {
+        let rows: Vec<GpuRow> = parts
+            .iter()
+            .map(|(o, n, r)| GpuRow {
+                ordinal: *o,
+                device: r.device.clone(),
+                shards: *n,
+                images_per_s: r.images_per_s,
+                interval_ips_min: r.interval_ips_min,
+                images: r.images,
+                decoders: r.decoders.clone(),
+                gpu_memory_used_by_run_mib: r.gpu_memory_used_by_run_mib,
+                readers: base.readers,
+                cuda_workers: r.tuning.as_ref().map_or(0, |t| t.cuda_workers),
+            })
+            .collect();
+        let reps: Vec<&ThroughputReport> = parts.iter().map(|p| &p.2).collect();
+        let sum = |f: &dyn Fn(&ThroughputReport) -> f64| reps.iter().map(|r| f(r)).sum::<f64>();
+        let sumu = |f: &dyn Fn(&ThroughputReport) -> u64| reps.iter().map(|r| f(r)).sum::<u64>();
+        let sumo = |f: &dyn Fn(&ThroughputReport) -> Option<f64>| {
+            reps.iter()
+                .map(|r| f(r))
+                .try_fold(0.0, |a, x| x.map(|x| a + x))
+        };
+        let ips = sum(&|r| r.images_per_s);
+        let min_iv = sum(&|r| r.interval_ips_min);
+        let images = sumu(&|r| r.images);
+        let per = |s: f64| {
+            if images > 0 {
+                s * 1e6 / images as f64
+            } else {
+                0.0
+            }
+        };
+        let read_s = sum(&|r| r.stages.read_s);
+        let kernels_s = sum(&|r| r.stages.kernels_gpu_s);
+        let mut bad: Vec<BadRecord> = reps.iter().flat_map(|r| r.bad_records.clone()).collect();
+        bad.sort_by(|a, b| a.shard.cmp(&b.shard).then(a.offset.cmp(&b.offset)));
+        let mut notes = Vec::new();
+        for (o, _, r) in &parts {
+            for n in &r.notes {
+                notes.push(format!("GPU {o}: {n}"));
+            }
+        }
+        let first = reps.first();
+        let device = format!(
+            "{} GPUs: {}",
+            rows.len(),
+            rows.iter()
+                .map(|r| r.device.clone())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        Self {
+            dir: base.dir.display().to_string(),
+            device,
+            fell_back_to_cpu: None,
+            batch: base.batch,
+            size: base.side,
+            resize: base.resize,
+            dtype: base.dtype,
+            bgr: base.bgr,
+            decode_only: base.decode_only,
+            images_per_s: ips,
+            mb_per_s: sum(&|r| r.mb_per_s),
+            intervals_measured: reps.iter().map(|r| r.intervals_measured).min().unwrap_or(0),
+            interval_ips_min: min_iv,
+            interval_ips_max: sum(&|r| r.interval_ips_max),
+            warmup_s: base.warmup_s,
+            elapsed_s: reps.iter().map(|r| r.elapsed_s).fold(0.0, f64::max),
+            images,
+            batches: sumu(&|r| r.batches),
+            epochs_started: sumu(&|r| r.epochs_started),
+            decoders: DecoderCounts {
+                hardware: sumu(&|r| r.decoders.hardware),
+                cuda: sumu(&|r| r.decoders.cuda),
+                cpu: sumu(&|r| r.decoders.cpu),
+                undecodable: sumu(&|r| r.decoders.undecodable),
+            },
+            stages: StageTimes {
+                read_s,
+                decode_hardware_s: sum(&|r| r.stages.decode_hardware_s),
+                decode_cuda_s: sum(&|r| r.stages.decode_cuda_s),
+                decode_cpu_s: sum(&|r| r.stages.decode_cpu_s),
+                kernels_gpu_s: kernels_s,
+                assembler_starved_s: sum(&|r| r.stages.assembler_starved_s),
+                reader_backpressure_s: sum(&|r| r.stages.reader_backpressure_s),
+                read_us_per_image: per(read_s),
+                kernels_us_per_image: per(kernels_s),
+            },
+            gpu_memory_total_mib: sumo(&|r| r.gpu_memory_total_mib),
+            gpu_memory_used_by_run_mib: sumo(&|r| r.gpu_memory_used_by_run_mib),
+            hw_jpeg_engines: first.and_then(|r| r.hw_jpeg_engines),
+            hw_cores_per_engine: first.and_then(|r| r.hw_cores_per_engine),
+            nvjpeg: first.and_then(|r| r.nvjpeg.clone()),
+            kernel_cache_hit: first.and_then(|r| r.kernel_cache_hit),
+            kernel_compile_ms: first.and_then(|r| r.kernel_compile_ms),
+            tuning: first.and_then(|r| r.tuning.clone()),
+            bad_record_count: sumu(&|r| r.bad_record_count),
+            bad_records: bad,
+            target: target_ips.map(|t| Verdict {
+                target_ips: t,
+                median_ips: ips,
+                min_interval_ips: min_iv,
+                keeps_up: ips >= t,
+                headroom: ips / t,
+            }),
+            notes,
+            per_gpu: rows,
+            aggregate: Some(AGGREGATE_RULE.to_string()),
         }
     }
 
@@ -213,6 +361,12 @@ impl ThroughputReport {
             "  images/s          {:.0}  (median of {} intervals after {:.1} s warm-up; min {:.0}, max {:.0})",
             self.images_per_s, self.intervals_measured, self.warmup_s, self.interval_ips_min, self.interval_ips_max
         );
+        if self.aggregate.is_some() {
+            let _ = writeln!(
+                s,
+                "                    (sum of the per-GPU medians below; GPUs ran concurrently)"
+            );
+        }
         let _ = writeln!(s, "  JPEG MB/s         {:.1}", self.mb_per_s);
         let _ = writeln!(
             s,
@@ -249,6 +403,28 @@ impl ThroughputReport {
         }
         if let Some(n) = &self.nvjpeg {
             let _ = writeln!(s, "  nvJPEG            {n}");
+        }
+        if !self.per_gpu.is_empty() {
+            let _ = writeln!(
+                s,
+                "  per GPU           {:>3} {:>6} {:>9} {:>9} {:>9} {:>8} {:>5} {:>8}",
+                "gpu", "shards", "img/s", "min iv", "hardware", "cuda", "cpu", "mem MiB"
+            );
+            for g in &self.per_gpu {
+                let _ = writeln!(
+                    s,
+                    "                    {:>3} {:>6} {:>9.0} {:>9.0} {:>9} {:>8} {:>5} {:>8}",
+                    g.ordinal,
+                    g.shards,
+                    g.images_per_s,
+                    g.interval_ips_min,
+                    g.decoders.hardware,
+                    g.decoders.cuda,
+                    g.decoders.cpu,
+                    g.gpu_memory_used_by_run_mib
+                        .map_or_else(|| "-".to_string(), |m| format!("{m:.0}"))
+                );
+            }
         }
         if self.bad_record_count > 0 {
             let _ = writeln!(
@@ -375,5 +551,74 @@ mod tests {
             .render_table();
         assert!(t.contains("s.tfrecord @ 42: data CRC mismatch"), "{t}");
         assert!(t.contains("ran on the CPU: no libcuda"));
+    }
+
+    fn gpu_result(ips_per_interval: u64, hw: u64, cuda: u64) -> RunResult {
+        let mut r = RunResult::default();
+        r.device = "H100".into();
+        r.intervals = (0..8)
+            .map(|k| Interval {
+                t_start: k as f64 * 0.5,
+                t_end: (k + 1) as f64 * 0.5,
+                images: ips_per_interval / 2 + k,
+                bytes: 500_000,
+            })
+            .collect();
+        r.images = hw + cuda;
+        r.by_hardware = hw;
+        r.by_cuda = cuda;
+        r.elapsed_s = 4.0;
+        r.batches = 3;
+        r.gpu_mem_total = Some(80 << 30);
+        r.gpu_mem_used_by_run = Some(1 << 30);
+        r.notes = vec!["n".into()];
+        r
+    }
+
+    #[test]
+    fn combine_sums_per_gpu_medians_and_keeps_rows() {
+        let c = cfg();
+        let a = ThroughputReport::new(&c, &gpu_result(1000, 900, 100), None, None, true);
+        let b = ThroughputReport::new(&c, &gpu_result(2000, 1500, 500), None, None, true);
+        let (ia, ib) = (a.images_per_s, b.images_per_s);
+        assert!(ia > 0.0 && ib > ia);
+        let rep = ThroughputReport::combine(&c, vec![(0, 8, a), (1, 8, b)], Some(ia + ib - 1.0));
+        assert_eq!(rep.images_per_s, ia + ib);
+        assert_eq!(rep.images, 3000);
+        assert_eq!(rep.decoders.hardware, 2400);
+        assert_eq!(rep.decoders.cuda, 600);
+        assert_eq!(rep.batches, 6);
+        assert_eq!(rep.gpu_memory_used_by_run_mib, Some(2048.0));
+        assert_eq!(rep.elapsed_s, 4.0);
+        assert_eq!(rep.per_gpu.len(), 2);
+        assert_eq!(rep.per_gpu[1].ordinal, 1);
+        assert_eq!(rep.per_gpu[1].images_per_s, ib);
+        assert_eq!(rep.per_gpu[1].decoders.cuda, 500);
+        assert!(rep.target.as_ref().unwrap().keeps_up);
+        assert!(rep.notes.iter().any(|n| n == "GPU 1: n"));
+        let t = rep.render_table();
+        assert!(t.contains("per GPU"), "{t}");
+        assert!(t.contains("sum of the per-GPU medians"), "{t}");
+        assert!(
+            t.starts_with("verify-throughput  d\n  device            2 GPUs: H100 | H100"),
+            "{t}"
+        );
+        let j = serde_json::to_value(&rep).unwrap();
+        assert_eq!(j["per_gpu"][0]["ordinal"], 0);
+        assert_eq!(j["per_gpu"][1]["shards"], 8);
+        assert_eq!(j["images_per_s"], ia + ib);
+        assert!(j["aggregate"]
+            .as_str()
+            .unwrap()
+            .starts_with("sum of per-GPU medians"));
+    }
+
+    #[test]
+    fn single_gpu_json_has_no_multi_gpu_fields() {
+        let rep = ThroughputReport::new(&cfg(), &gpu_result(1000, 1, 1), None, None, true);
+        let j = serde_json::to_value(&rep).unwrap();
+        assert!(j.get("per_gpu").is_none());
+        assert!(j.get("aggregate").is_none());
+        assert!(!rep.render_table().contains("per GPU"));
     }
 }
