@@ -134,7 +134,7 @@ pub fn plan_throughput(
     };
     // One thread drives the engines: with two threads (two nvJPEG states, one handle) decoding
     // concurrently, nvJPEG 13.0.1's hardware path stalled for good on an H100
-    // (bench/BENCHMARKS_GPU.md, 2026-11-27), and one thread already keeps all 7 engines busy.
+    // (bench/BENCHMARKS.md, verify-throughput, 2026-11-27), and one thread already keeps all 7 engines busy.
     let hw_workers = env_usize("DSPREP_HW_WORKERS", 1, 1)?;
     if hw_workers > 1 && std::env::var_os("DSPREP_ALLOW_HW_WORKERS").is_none() {
         return Err(ThroughputPlanError::Env {
