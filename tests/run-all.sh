@@ -26,6 +26,14 @@ TIMES+=("$(printf '%-24s %5ss' "python venv" "$(( $(date +%s) - start ))")")
 
 cargo_rc=0
 phase "cargo test --release" cargo test --release || cargo_rc=$?
+# The compat tests run the binary that `cargo test --release` just built for the integration
+# tests. A separate `cargo build --release` would compile the whole crate again: dev-dependencies
+# change the feature set of shared dependencies, so it is a different build (minutes in CI).
+bin="${CARGO_TARGET_DIR:-target}/release/dsprep"
+if [ -z "${DSPREP_BIN:-}" ] && [ "$cargo_rc" -eq 0 ] && [ -x "$bin" ]; then
+    DSPREP_BIN="$(cd "$(dirname "$bin")" && pwd)/dsprep"
+    export DSPREP_BIN
+fi
 
 PYTEST_LOG="$(mktemp)"
 trap 'rm -f "$PYTEST_LOG"' EXIT
