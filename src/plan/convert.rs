@@ -2,10 +2,11 @@
 //! state checked. Everything that can be wrong with the invocation is found here, before any
 //! image is read.
 
-use super::PlanError;
+pub use super::OutputMode;
+use super::{output_mode, PlanError};
 use crate::cli::{ConvertArgs, LabelMode, ShardFormat};
 use crate::dataset::{self, SplitSource};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// How many shards a split gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,17 +15,6 @@ pub enum ShardTarget {
     Bytes(u64),
     /// Exactly this many shards (capped at the number of images: no empty shards).
     Count(u32),
-}
-
-/// What to do with an existing output folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    /// The folder is new or empty.
-    Fresh,
-    /// Remove dsprep's earlier outputs first.
-    Overwrite,
-    /// Keep complete shards that match their recorded checksum.
-    Resume,
 }
 
 #[derive(Debug, Clone)]
@@ -128,26 +118,6 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
         threads,
         quiet: args.quiet,
         json: args.json,
-    })
-}
-
-fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
-    if out.exists() && !out.is_dir() {
-        return Err(PlanError::NotADir(out.to_path_buf()));
-    }
-    let non_empty = out.is_dir()
-        && std::fs::read_dir(out)
-            .map_err(|source| PlanError::Io {
-                path: out.to_path_buf(),
-                source,
-            })?
-            .next()
-            .is_some();
-    Ok(match (non_empty, overwrite, resume) {
-        (_, true, _) => OutputMode::Overwrite,
-        (true, _, true) => OutputMode::Resume,
-        (false, _, _) => OutputMode::Fresh,
-        (true, false, false) => return Err(PlanError::OutputNotEmpty(out.to_path_buf())),
     })
 }
 

@@ -5,7 +5,39 @@ pub mod convert;
 pub mod presize;
 pub mod throughput;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What to do with an existing output folder (convert and presize alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// The folder is new or empty.
+    Fresh,
+    /// Remove dsprep's earlier outputs there first (other files stay).
+    Overwrite,
+    /// Keep what an interrupted run finished (checked before it is trusted).
+    Resume,
+}
+
+/// A non-empty output folder needs `--overwrite` or `--resume`; a file there is an error.
+pub fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
+    if out.exists() && !out.is_dir() {
+        return Err(PlanError::NotADir(out.to_path_buf()));
+    }
+    let non_empty = out.is_dir()
+        && std::fs::read_dir(out)
+            .map_err(|source| PlanError::Io {
+                path: out.to_path_buf(),
+                source,
+            })?
+            .next()
+            .is_some();
+    Ok(match (non_empty, overwrite, resume) {
+        (true, true, _) => OutputMode::Overwrite,
+        (true, _, true) => OutputMode::Resume,
+        (false, _, _) => OutputMode::Fresh,
+        (true, false, false) => return Err(PlanError::OutputNotEmpty(out.to_path_buf())),
+    })
+}
 
 /// Everything that can be wrong with an invocation, found before any work starts.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,8 @@
 //! folder), target and quality checked, the output folder's state checked — before any image is
 //! read.
 
-use super::PlanError;
+pub use super::OutputMode;
+use super::{output_mode, PlanError};
 use crate::cli::{PresizeArgs, PresizeMode};
 use crate::dataset::{self, SplitSource};
 use crate::image::presize::PresizeOptions;
@@ -25,16 +26,6 @@ pub enum PresizeInput {
     },
     /// A folder written by `dsprep convert` (has `manifest.json` with shards).
     Shards { dir: PathBuf },
-}
-
-/// What to do with an existing output folder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    Fresh,
-    /// Remove what an earlier presize wrote there first.
-    Overwrite,
-    /// Keep finished images (each is written under a temporary name and renamed when complete).
-    Resume,
 }
 
 #[derive(Debug, Clone)]
@@ -159,26 +150,6 @@ fn inside(out: &Path, input: &Path) -> bool {
         base
     };
     abs(out).starts_with(abs(input))
-}
-
-fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
-    if out.exists() && !out.is_dir() {
-        return Err(PlanError::NotADir(out.to_path_buf()));
-    }
-    let non_empty = out.is_dir()
-        && std::fs::read_dir(out)
-            .map_err(|source| PlanError::Io {
-                path: out.to_path_buf(),
-                source,
-            })?
-            .next()
-            .is_some();
-    Ok(match (non_empty, overwrite, resume) {
-        (true, true, _) => OutputMode::Overwrite,
-        (true, _, true) => OutputMode::Resume,
-        (false, _, _) => OutputMode::Fresh,
-        (true, false, false) => return Err(PlanError::OutputNotEmpty(out.to_path_buf())),
-    })
 }
 
 #[cfg(test)]
