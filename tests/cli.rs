@@ -513,3 +513,34 @@ fn convert_with_presize_shrinks_images_and_keeps_boxes() {
         assert!(int(&e, keys::WIDTH).max(int(&e, keys::HEIGHT)) <= 32);
     }
 }
+
+#[test]
+fn shards_whose_images_were_all_skipped_are_not_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // 7 images, 7 shards: one image each, so the bad ones leave shards with no record.
+    let o = convert(&fixture("coco-bad"), &out, &["--shards", "7"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let m = manifest(&out);
+    let shards = m["splits"][0]["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 7);
+    let mut written = 0;
+    for s in shards {
+        let file = out.join(s["file"].as_str().unwrap());
+        if s["records"] == 0 {
+            assert!(!file.exists(), "empty shard written: {}", file.display());
+            assert_eq!(s["skipped"].as_array().unwrap().len(), 1);
+        } else {
+            assert!(file.is_file());
+            let idx = std::fs::read_to_string(out.join(s["index"].as_str().unwrap())).unwrap();
+            assert!(!idx.is_empty(), "no empty index files");
+            written += 1;
+        }
+    }
+    assert_eq!(
+        written, 3,
+        "good1, good2 and corrupt_data (cheap check) are records"
+    );
+    let o = run(&["verify", out.to_str().unwrap(), "-q"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}

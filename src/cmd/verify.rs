@@ -40,7 +40,12 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
         shards
             .par_iter()
             .map(|s| {
-                if lmdb {
+                if s.info.records == 0 && s.info.checksum.is_empty() {
+                    // All its images were skipped: convert wrote no file for it.
+                    let mut c = ShardCheck::new(&s.info.file, 0);
+                    c.finish();
+                    c
+                } else if lmdb {
                     check_lmdb(dir, s, args.decode)
                 } else {
                     check_tfrecord(dir, s, args.decode)

@@ -97,10 +97,10 @@ class Converted:
                              f"{[s['name'] for s in self.manifest['splits']]}")
 
     def shard_paths(self, split):
-        return [self.out / sh["file"] for sh in self.split(split)["shards"]]
+        return [self.out / sh["file"] for sh in self.split(split)["shards"] if sh["records"]]
 
     def index_paths(self, split):
-        return [self.out / sh["index"] for sh in self.split(split)["shards"]]
+        return [self.out / sh["index"] for sh in self.split(split)["shards"] if sh["records"]]
 
     def skipped(self, split):
         """{file_name: reason} of the split's images that did not become records."""

@@ -52,7 +52,12 @@ def test_every_image_is_a_record_or_listed_as_skipped(tf_records, tfrecord_out, 
         assert entry["counts"]["skipped"] == len(skipped) == len(split.images) - len(records)
         # Per shard: the manifest's record counts are what TF reads from that shard.
         per_shard = Counter(rec["shard"] for rec in tf_records[name])
-        for i, sh in enumerate(entry["shards"]):
+        # Shards whose images were all skipped are not written (DALI rejects empty indexes).
+        for sh in entry["shards"]:
+            if not sh["records"]:
+                assert not (tfrecord_out.out / sh["file"]).exists(), sh["file"]
+        written = [sh for sh in entry["shards"] if sh["records"]]
+        for i, sh in enumerate(written):
             assert sh["records"] == per_shard.get(i, 0), f"shard {sh['file']}"
 
 
@@ -148,6 +153,9 @@ def test_index_files_pair_with_shards_and_match(tfrecord_out, coco_splits):
         entry = tfrecord_out.split(name)
         for sh in entry["shards"]:
             shard = tfrecord_out.out / sh["file"]
+            if not sh["records"]:
+                assert not shard.exists() and sh["index"] is None, sh
+                continue
             idx = tfrecord_out.out / sh["index"]
             assert shard.suffix == ".tfrecord" and idx.suffix == ".idx"
             assert shard.stem == idx.stem, f"index {idx.name} not paired with {shard.name}"

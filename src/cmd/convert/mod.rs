@@ -17,7 +17,7 @@ use crate::shard::manifest::{
     MANIFEST_FORMAT_VERSION,
 };
 use crate::shard::writer::{
-    create_lmdb_sink_with, create_tfrecord_sink_with, ShardSink, SinkOptions,
+    create_lmdb_sink_with, create_tfrecord_sink_with, ShardInfo, ShardSink, SinkOptions,
 };
 use anyhow::{bail, Context, Result};
 use image_job::{process_image, JobContext};
@@ -239,7 +239,20 @@ fn write_shard(
             }
         }
     }
-    let info = sink.finish()?;
+    let info = if counts.records == 0 {
+        // Every image of this shard was skipped: write no files (DALI rejects an empty index);
+        // the entry still carries the skipped images. Dropping the sink removes its partials.
+        drop(sink);
+        ShardInfo {
+            file: shard_file_name(plan.format, &job.stem),
+            index: None,
+            records: 0,
+            bytes: 0,
+            checksum: String::new(),
+        }
+    } else {
+        sink.finish()?
+    };
     Ok(Some(ShardEntry {
         info,
         counts,
