@@ -85,20 +85,10 @@ pub struct SplitManifest {
     pub dct_scales: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Failure {
-    pub file_name: String,
-    pub image_id: i64,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SizeMismatch {
-    pub file_name: String,
-    pub image_id: i64,
-    pub json: [u32; 2],
-    pub image: [u32; 2],
-}
+/// An image not in the output, with the reason (same shape as convert's manifest notes).
+pub use crate::shard::manifest::ImageNote as Failure;
+/// JSON width/height that disagree with the file (same as convert's manifest).
+pub use crate::shard::manifest::SizeMismatch;
 
 /// The summary printed at the end (table, or JSON with `--json`).
 #[derive(Debug, Clone, Serialize)]
