@@ -2,20 +2,25 @@
 //!
 //! Why this shape: COCO train2017's instances file is ~450 MB, almost all of it polygon
 //! `segmentation` numbers that convert never uses. Parsing into `serde_json::Value` costs
-//! gigabytes and tens of seconds; here the file is memory-mapped and parsed once with
-//! `serde_json::from_slice` into small typed structs, and every field we do not name
-//! (segmentation, keypoints, info, licenses, vendor extras) is skipped with
+//! gigabytes and tens of seconds; here the file is read in bounded chunks
+//! ([`super::json_stream`]: memory holds a few MB of it at a time, not the file) and each
+//! image/annotation/category is parsed by `serde_json` into a small typed struct, every field we
+//! do not name (segmentation, keypoints, info, licenses, vendor extras) skipped with
 //! [`serde::de::IgnoredAny`], which scans over it without allocating or converting numbers.
-//! Annotations are then grouped by image with a counting sort (stable: JSON order kept within
-//! an image), so the result is deterministic and needs no per-image allocations.
+//! Annotations are then grouped by image with a counting sort applied in place (stable: JSON
+//! order kept within an image), so the result is deterministic, is never held twice and needs
+//! no per-image allocations.
 
+use super::json_stream::{self, JsonStream, StreamError};
 use super::DatasetError;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs::File;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::io::Read;
 use std::path::Path;
 
 /// A category as declared in the JSON (`id` may have gaps, e.g. COCO's 1..90).
@@ -151,78 +156,170 @@ pub fn category_labels(ds: &CocoDataset) -> Vec<(i64, u32)> {
 /// category `name`) → [`DatasetError::Json`] with line, column and the text near the error.
 /// Everything per-annotation is counted in [`LoadStats`] instead of failing.
 pub fn load_coco(path: &Path) -> Result<CocoDataset, DatasetError> {
-    let io_err = |source| DatasetError::Io {
+    let file = File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    parse_reader(path, file, json_stream::CHUNK).map(build)
+}
+
+/// [`load_coco`], plus the SHA-256 (hex) of the file, computed from the same read (the
+/// manifest records it; a second pass over a 450 MB file would cost a third of a second).
+pub fn load_coco_hashed(path: &Path) -> Result<(CocoDataset, String), DatasetError> {
+    let file = File::open(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut src = HashingReader {
+        inner: file,
+        hasher: Sha256::new(),
     };
-    let file = File::open(path).map_err(io_err)?;
-    let len = file.metadata().map_err(io_err)?.len();
-    let raw = if len == 0 {
-        // mmap of an empty file fails with EINVAL; let the parser report "EOF at line 1".
-        parse_bytes(path, &[])?
-    } else {
-        // SAFETY: the mapping is read-only and private to this call; it is dropped before
-        // returning and nothing borrowed from it escapes (all output is owned). The remaining
-        // hazard is another process truncating or rewriting the file while we parse it, which
-        // could fault or yield torn bytes; annotation files are inputs nobody writes during a
-        // convert, and torn bytes would at worst surface as a JSON error.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_err)?;
-        // Only a hint for read-ahead on a cold cache; failure changes nothing.
-        let _ = map.advise(memmap2::Advice::Sequential);
-        let raw = parse_bytes(path, &map)?;
-        drop(map); // unmap before grouping so the file pages and the grouped copy never overlap
-        raw
-    };
-    Ok(build(raw))
+    // A successful parse has read to the end (only whitespace may follow the object), so the
+    // hash covers the whole file.
+    let raw = parse_reader(path, &mut src, json_stream::CHUNK)?;
+    Ok((build(raw), hex::encode(src.hasher.finalize())))
 }
 
 /// Parse COCO JSON already in memory (same rules as [`load_coco`]; `path` only names errors).
 pub fn parse_coco_bytes(path: &Path, bytes: &[u8]) -> Result<CocoDataset, DatasetError> {
-    parse_bytes(path, bytes).map(build)
+    parse_reader(path, bytes, json_stream::CHUNK).map(build)
 }
 
-fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<RawFile, DatasetError> {
-    // Windows tools sometimes prepend a UTF-8 byte-order mark, which JSON forbids.
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    serde_json::from_slice::<RawFile>(body).map_err(|e| json_error(path, body, &e))
+/// Passes reads through while hashing them.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
 }
 
-fn json_error(path: &Path, bytes: &[u8], e: &serde_json::Error) -> DatasetError {
-    let (line, column) = (e.line(), e.column());
-    let full = e.to_string();
-    let suffix = format!(" at line {line} column {column}");
-    let msg = full.strip_suffix(&suffix).unwrap_or(&full);
-    let message = match near(bytes, line, column) {
-        Some(ctx) => format!("{msg}; near {ctx:?}"),
-        None => msg.to_string(),
-    };
-    DatasetError::Json {
-        path: path.to_path_buf(),
-        message,
-        line,
-        column,
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 
-/// Up to 40 bytes of text ending at `line:column` (1-based), to make errors in one-line,
-/// hundreds-of-megabytes files findable.
-fn near(bytes: &[u8], line: usize, column: usize) -> Option<String> {
-    let line_bytes = bytes.split(|&b| b == b'\n').nth(line.checked_sub(1)?)?;
-    let end = column.min(line_bytes.len());
-    let start = end.saturating_sub(40);
-    let snippet = line_bytes.get(start..end)?;
-    let text = String::from_utf8_lossy(snippet).trim().to_string();
-    (!text.is_empty()).then_some(text)
+/// Walks the top-level object in bounded chunks (see [`json_stream`]): memory holds one chunk
+/// of the file plus the typed result, whatever the file's size.
+fn parse_reader<R: Read>(path: &Path, src: R, chunk: usize) -> Result<RawFile, DatasetError> {
+    let mut s = JsonStream::new(src, chunk);
+    walk_file(&mut s).map_err(|e| match e {
+        StreamError::Io(source) => DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        StreamError::Json {
+            message,
+            line,
+            column,
+        } => DatasetError::Json {
+            path: path.to_path_buf(),
+            message,
+            line,
+            column,
+        },
+    })
+}
+
+fn walk_file<R: Read>(s: &mut JsonStream<R>) -> Result<RawFile, StreamError> {
+    s.skip_bom()?;
+    s.expect(b"{", "a JSON object (`{`) with an \"images\" array")?;
+    let mut images: Option<Vec<ImageEntry>> = None;
+    let mut annotations: Option<RawAnnotations> = None;
+    let mut categories: Option<Vec<Category>> = None;
+    let duplicate = |s: &JsonStream<R>, key: &str| s.error_here(format!("duplicate field `{key}`"));
+    if s.peek()? == Some(b'}') {
+        s.expect(b"}", "`}`")?;
+    } else {
+        loop {
+            let key: String = s.value()?;
+            s.expect(b":", "`:`")?;
+            match key.as_str() {
+                "images" => {
+                    if images.is_some() {
+                        return Err(duplicate(s, "images"));
+                    }
+                    let mut out = Vec::new();
+                    each_element(s, "an array of image objects", |s| {
+                        out.push(image_entry(s.value()?));
+                        Ok(())
+                    })?;
+                    images = Some(out);
+                }
+                "annotations" => {
+                    if annotations.is_some() {
+                        return Err(duplicate(s, "annotations"));
+                    }
+                    let mut out = RawAnnotations::default();
+                    each_element(s, "an array of annotation objects", |s| {
+                        out.push(s.value()?);
+                        Ok(())
+                    })?;
+                    annotations = Some(out);
+                }
+                "categories" => {
+                    if categories.is_some() {
+                        return Err(duplicate(s, "categories"));
+                    }
+                    let mut out = Vec::new();
+                    each_element(s, "an array of category objects", |s| {
+                        let r: RawCategory = s.value()?;
+                        out.push(Category {
+                            id: r.id.0,
+                            name: r.name,
+                        });
+                        Ok(())
+                    })?;
+                    categories = Some(out);
+                }
+                _ => {
+                    s.value::<IgnoredAny>()?;
+                }
+            }
+            if s.expect(b",}", "`,` or `}`")? == b'}' {
+                break;
+            }
+        }
+    }
+    if !s.at_end()? {
+        return Err(s.error_here("trailing characters after the top-level object".into()));
+    }
+    let Some(images) = images else {
+        return Err(s.error_here("missing field `images`".into()));
+    };
+    Ok(RawFile {
+        images,
+        annotations: annotations.unwrap_or_default(),
+        categories: categories.unwrap_or_default(),
+    })
+}
+
+/// Calls `f` once per element of the JSON array that comes next; `f` parses the element.
+fn each_element<R: Read>(
+    s: &mut JsonStream<R>,
+    what: &str,
+    mut f: impl FnMut(&mut JsonStream<R>) -> Result<(), StreamError>,
+) -> Result<(), StreamError> {
+    if s.peek()? != Some(b'[') {
+        return Err(s.error_here(format!("invalid type: expected {what}")));
+    }
+    s.expect(b"[", "`[`")?;
+    if s.peek()? == Some(b']') {
+        s.expect(b"]", "`]`")?;
+        return Ok(());
+    }
+    loop {
+        f(s)?;
+        if s.expect(b",]", "`,` or `]`")? == b']' {
+            return Ok(());
+        }
+    }
 }
 
 /// Images, annotations and categories as read, before dedup/grouping.
-#[derive(Deserialize)]
 struct RawFile {
-    #[serde(deserialize_with = "images_seq")]
     images: Vec<ImageEntry>,
-    #[serde(default, deserialize_with = "annotations_seq")]
     annotations: RawAnnotations,
-    #[serde(default, deserialize_with = "categories_seq")]
     categories: Vec<Category>,
 }
 
@@ -297,25 +394,25 @@ fn build(raw: RawFile) -> CocoDataset {
     let ann_start = counts;
     let kept = ann_start.last().copied().unwrap_or(0);
 
-    // Stable scatter via an order array, so only one extra u32-sized index per annotation.
+    // order[new] = old: kept annotations grouped by image (JSON order within an image), the
+    // dropped ones after them. Applied in place, so the annotations are never held twice.
     let mut next = ann_start.clone();
-    let mut order = vec![u32::MAX; kept];
+    let mut dropped_at = kept;
+    let mut order = vec![0usize; anns.len()];
     for (k, &i) in owner.iter().enumerate() {
-        if i == usize::MAX {
-            continue;
+        let slot = match next.get_mut(i) {
+            Some(slot) => slot,
+            None => &mut dropped_at, // i == usize::MAX: dropped
+        };
+        if let Some(o) = order.get_mut(*slot) {
+            *o = k;
         }
-        if let Some(slot) = next.get_mut(i) {
-            if let Some(o) = order.get_mut(*slot) {
-                *o = k as u32;
-            }
-            *slot += 1;
-        }
+        *slot += 1;
     }
     drop(owner);
-    let annotations: Vec<Annotation> = order
-        .iter()
-        .filter_map(|&k| anns.get(k as usize).cloned())
-        .collect();
+    let mut annotations = anns;
+    permute_in_place(&mut annotations, &order);
+    annotations.truncate(kept);
 
     CocoDataset {
         images,
@@ -323,6 +420,28 @@ fn build(raw: RawFile) -> CocoDataset {
         annotations,
         ann_start,
         stats,
+    }
+}
+
+/// Reorders `v` so that `v_new[i] == v_old[order[i]]`, following each cycle of the permutation
+/// with swaps: O(n) time, one flag per element. `order` must be a permutation of `0..v.len()`
+/// (anything else stops a cycle early instead of panicking).
+fn permute_in_place<T>(v: &mut [T], order: &[usize]) {
+    let mut done = vec![false; v.len()];
+    for start in 0..v.len() {
+        if done[start] {
+            continue;
+        }
+        let mut cur = start;
+        loop {
+            done[cur] = true;
+            let Some(&src) = order.get(cur) else { break };
+            if src == start || src >= v.len() || done[src] {
+                break;
+            }
+            v.swap(cur, src);
+            cur = src;
+        }
     }
 }
 
@@ -383,92 +502,46 @@ struct RawAnnotation {
     iscrowd: Crowd,
 }
 
-fn images_seq<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ImageEntry>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<ImageEntry>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of image objects")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-            while let Some(r) = seq.next_element::<RawImage>()? {
-                out.push(ImageEntry {
-                    id: r.id.0,
-                    file_name: r.file_name,
-                    width: r.width.0,
-                    height: r.height.0,
-                });
-            }
-            Ok(out)
-        }
+fn image_entry(r: RawImage) -> ImageEntry {
+    ImageEntry {
+        id: r.id.0,
+        file_name: r.file_name,
+        width: r.width.0,
+        height: r.height.0,
     }
-    d.deserialize_seq(V)
 }
 
-fn categories_seq<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Category>, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = Vec<Category>;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of category objects")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(r) = seq.next_element::<RawCategory>()? {
-                out.push(Category {
-                    id: r.id.0,
-                    name: r.name,
-                });
+impl RawAnnotations {
+    /// Keeps one annotation, counting an unusable bbox (kept as NaN so it is dropped, counted,
+    /// at record time).
+    fn push(&mut self, r: RawAnnotation) {
+        let bbox = match r.bbox {
+            BBox::Valid(b) => Some(b),
+            BBox::Missing => {
+                self.missing_bbox += 1;
+                None
             }
-            Ok(out)
-        }
+            BBox::Invalid => {
+                self.invalid_bbox += 1;
+                None
+            }
+        };
+        let area = match (r.area, bbox) {
+            (Some(a), _) => a,
+            (None, Some([_, _, w, h])) => w * h,
+            (None, None) => 0.0,
+        };
+        self.list.push(Annotation {
+            id: r.id.0,
+            image_id: r.image_id.0,
+            category_id: r.category_id.0,
+            bbox: bbox.unwrap_or([f64::NAN; 4]),
+            area,
+            iscrowd: r.iscrowd.0,
+        });
     }
-    d.deserialize_seq(V)
 }
 
-fn annotations_seq<'de, D: Deserializer<'de>>(d: D) -> Result<RawAnnotations, D::Error> {
-    struct V;
-    impl<'de> Visitor<'de> for V {
-        type Value = RawAnnotations;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array of annotation objects")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = RawAnnotations::default();
-            while let Some(r) = seq.next_element::<RawAnnotation>()? {
-                let bbox = match r.bbox {
-                    BBox::Valid(b) => Some(b),
-                    BBox::Missing => {
-                        out.missing_bbox += 1;
-                        None
-                    }
-                    BBox::Invalid => {
-                        out.invalid_bbox += 1;
-                        None
-                    }
-                };
-                let area = match (r.area, bbox) {
-                    (Some(a), _) => a,
-                    (None, Some([_, _, w, h])) => w * h,
-                    (None, None) => 0.0,
-                };
-                out.list.push(Annotation {
-                    id: r.id.0,
-                    image_id: r.image_id.0,
-                    category_id: r.category_id.0,
-                    bbox: bbox.unwrap_or([f64::NAN; 4]),
-                    area,
-                    iscrowd: r.iscrowd.0,
-                });
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(V)
-}
-
-/// Accept an `f64` that is a whole number within `[min, max]`.
 fn whole(v: f64, min: f64, max: f64) -> Option<f64> {
     (v.is_finite() && v.fract() == 0.0 && v >= min && v <= max).then_some(v)
 }
@@ -740,6 +813,12 @@ mod tests {
             Ok(d) => d,
             Err(e) => panic!("parse failed: {e}"),
         }
+    }
+
+    /// The same document through tiny read chunks: every element boundary case of the
+    /// streaming reader, which must give exactly the whole-buffer result.
+    fn parse_chunked(json: &str, chunk: usize) -> Result<CocoDataset, DatasetError> {
+        parse_reader(Path::new("test.json"), json.as_bytes(), chunk).map(build)
     }
 
     fn json_err(json: &str) -> (String, usize, usize) {
@@ -1089,6 +1168,62 @@ mod tests {
         assert!(m.contains("duplicate field"), "{m}");
         let (m, _, _) = json_err(r#"{"images": [{"file_name": "a.jpg"}]}"#);
         assert!(m.contains("missing field `id`"), "{m}");
+    }
+
+    #[test]
+    fn chunk_size_never_changes_the_result_or_the_error() {
+        let doc = format!(
+            r#"{{"info": {{"v": [1, 2.5, "x"]}}, "images": [{{"id": 7, "file_name": "a/ü.jpg", "width": 640, "height": 480}},
+                {{"id": 3, "file_name": "b.jpg"}}], "annotations": [
+                {{"id": 1, "image_id": 3, "category_id": 90, "bbox": [1.5, 2, 30, 40.25], "segmentation": [[1,2,3,4,5,6]]}},
+                {{"id": 2, "image_id": 7, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 12345678901.5, "iscrowd": 1}},
+                {{"id": 3, "image_id": 99, "category_id": 1, "bbox": [0, 0, 1, 1]}}], {CATS}}}"#
+        );
+        let whole = ok(&doc);
+        for chunk in [1, 2, 3, 7, 64] {
+            let d = parse_chunked(&doc, chunk).unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
+            assert_eq!(d.images, whole.images, "chunk {chunk}");
+            assert_eq!(d.annotations, whole.annotations, "chunk {chunk}");
+            assert_eq!(d.ann_start, whole.ann_start, "chunk {chunk}");
+            assert_eq!(d.categories, whole.categories, "chunk {chunk}");
+            assert_eq!(d.stats, whole.stats, "chunk {chunk}");
+        }
+        assert_eq!(whole.annotations[0].area, 12345678901.5);
+        let bad =
+            "{\"images\": [\n  {\"id\": 1, \"file_name\": \"a.jpg\"},\n  {\"id\": 2, \"file_na";
+        for chunk in [1, 5, 64] {
+            match parse_chunked(bad, chunk) {
+                Err(DatasetError::Json { line, column, .. }) => {
+                    assert_eq!((line, column), (3, 20), "chunk {chunk}")
+                }
+                other => panic!("chunk {chunk}: expected a JSON error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn permute_in_place_matches_a_gather() {
+        let v: Vec<u32> = (0..10).map(|i| i * 10).collect();
+        let order = [3usize, 0, 9, 1, 2, 8, 4, 5, 7, 6];
+        let mut w = v.clone();
+        permute_in_place(&mut w, &order);
+        let expected: Vec<u32> = order.iter().map(|&i| v[i]).collect();
+        assert_eq!(w, expected);
+        let mut id = v.clone();
+        permute_in_place(&mut id, &(0..10).collect::<Vec<_>>());
+        assert_eq!(id, v);
+    }
+
+    #[test]
+    fn load_coco_hashed_hashes_the_whole_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.json");
+        let text = format!("{{\"images\": [], {CATS}}}\n\n");
+        std::fs::write(&path, &text)?;
+        let (d, sha) = load_coco_hashed(&path)?;
+        assert_eq!(d.categories.len(), 2);
+        assert_eq!(sha, hex::encode(Sha256::digest(text.as_bytes())));
+        Ok(())
     }
 
     #[test]

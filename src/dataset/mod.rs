@@ -6,12 +6,13 @@
 pub mod boxes;
 pub mod coco;
 pub mod discover;
+mod json_stream;
 pub mod rescale;
 
 pub use boxes::{normalize_box, BoxOutcome, NormalizedBox};
 pub use coco::{
-    category_labels, load_coco, parse_coco_bytes, Annotation, Category, CocoDataset, ImageEntry,
-    LoadStats, Sample,
+    category_labels, load_coco, load_coco_hashed, parse_coco_bytes, Annotation, Category,
+    CocoDataset, ImageEntry, LoadStats, Sample,
 };
 pub use discover::{discover_splits, explicit_split, select_split, SplitSource};
 

@@ -26,9 +26,30 @@ pub fn masked_crc32c(data: &[u8]) -> u32 {
     mask(crc32c::crc32c(data))
 }
 
+/// [`masked_crc32c`] of `parts` concatenated, without joining them.
+#[inline]
+pub fn masked_crc32c_parts(parts: &[&[u8]]) -> u32 {
+    mask(parts.iter().fold(0, |crc, p| crc32c::crc32c_append(crc, p)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc_of_parts_equals_crc_of_the_whole() {
+        let whole: Vec<u8> = (0..100_000u32).map(|i| (i * 31 / 7) as u8).collect();
+        for cut in [0, 1, 63, 4096, 99_999, 100_000] {
+            let (a, b) = whole.split_at(cut);
+            assert_eq!(
+                masked_crc32c_parts(&[a, b]),
+                masked_crc32c(&whole),
+                "cut {cut}"
+            );
+            assert_eq!(masked_crc32c_parts(&[a, &[], b]), masked_crc32c(&whole));
+        }
+        assert_eq!(masked_crc32c_parts(&[]), masked_crc32c(&[]));
+    }
 
     /// Bit-at-a-time CRC32C (reflected polynomial 0x82F63B78), written from the definition so
     /// the hardware path is checked against something that shares no code with it.

@@ -67,7 +67,8 @@ impl Feature<'_> {
         }
     }
 
-    fn encode_body(&self, out: &mut Vec<u8>) {
+    /// `hole`: leave the first bytes value out of `out` (see [`Example::encode_split`]).
+    fn encode_body<O: ProtoOut>(&self, out: &mut O, hole: bool) {
         let list = self.list_len();
         let tag = match self {
             Feature::Bytes(_) => key(1, WT_LEN),
@@ -78,10 +79,14 @@ impl Feature<'_> {
         put_varint(out, list as u64);
         match self {
             Feature::Bytes(v) => {
-                for b in v {
+                for (i, b) in v.iter().enumerate() {
                     out.push(key(1, WT_LEN));
                     put_varint(out, b.len() as u64);
-                    out.extend_from_slice(b);
+                    if hole && i == 0 {
+                        out.hole(b);
+                    } else {
+                        out.put(b);
+                    }
                 }
             }
             Feature::Float(v) => {
@@ -89,7 +94,7 @@ impl Feature<'_> {
                     out.push(key(1, WT_LEN));
                     put_varint(out, (v.len() * 4) as u64);
                     for f in v {
-                        out.extend_from_slice(&f.to_le_bytes());
+                        out.put(&f.to_le_bytes());
                     }
                 }
             }
@@ -106,6 +111,70 @@ impl Feature<'_> {
                 }
             }
         }
+    }
+}
+
+/// Where the encoder writes: a plain buffer, or a [`SplitEncoding`] that leaves one large value
+/// out so it can go from the caller's buffer to the file without being copied twice.
+trait ProtoOut {
+    fn push(&mut self, b: u8);
+    fn put(&mut self, b: &[u8]);
+    /// The value to leave out; a plain buffer takes it like any other.
+    fn hole(&mut self, b: &[u8]);
+}
+
+impl ProtoOut for Vec<u8> {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        Vec::push(self, b);
+    }
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    #[inline]
+    fn hole(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+}
+
+/// An encoded Example with one bytes value left out: the payload is
+/// `bytes[..hole_at] ++ value ++ bytes[hole_at..]`, where `value` is `hole_len` bytes the
+/// caller still holds (for records, the image). Lets a writer hand the image to the kernel
+/// straight from the buffer it was read into, instead of copying it into a payload buffer and
+/// again into a write buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SplitEncoding {
+    pub bytes: Vec<u8>,
+    pub hole_at: usize,
+    pub hole_len: usize,
+}
+
+impl SplitEncoding {
+    /// The payload's three pieces in order, given the left-out value.
+    pub fn parts<'a>(&'a self, value: &'a [u8]) -> [&'a [u8]; 3] {
+        let (head, tail) = self.bytes.split_at(self.hole_at.min(self.bytes.len()));
+        [head, value, tail]
+    }
+
+    /// Length of the whole payload.
+    pub fn payload_len(&self) -> usize {
+        self.bytes.len() + self.hole_len
+    }
+}
+
+impl ProtoOut for SplitEncoding {
+    #[inline]
+    fn push(&mut self, b: u8) {
+        self.bytes.push(b);
+    }
+    #[inline]
+    fn put(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+    }
+    fn hole(&mut self, b: &[u8]) {
+        self.hole_at = self.bytes.len();
+        self.hole_len = b.len();
     }
 }
 
@@ -226,8 +295,32 @@ impl<'a> Example<'a> {
     /// Appends the serialized Example to `out` (which is not cleared, so a caller can reuse one
     /// buffer per thread). One reservation of the exact size, no intermediate buffers.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(self.encoded_len());
+        self.encode_to(out, None);
+    }
+
+    /// Encodes with the first value of the bytes feature `hole_key` left out (see
+    /// [`SplitEncoding`]). Without that feature (or with it empty) there is no hole:
+    /// `hole_len` is 0 and `hole_at` is the end.
+    pub fn encode_split(&self, hole_key: &str) -> SplitEncoding {
+        let hole_len = match self.features.get(hole_key) {
+            Some(Feature::Bytes(v)) => v.first().map_or(0, |b| b.len()),
+            _ => 0,
+        };
+        let mut out = SplitEncoding {
+            bytes: Vec::with_capacity(self.encoded_len() - hole_len),
+            hole_at: 0,
+            hole_len: 0,
+        };
+        self.encode_to(&mut out, Some(hole_key));
+        if out.hole_len == 0 {
+            out.hole_at = out.bytes.len();
+        }
+        out
+    }
+
+    fn encode_to<O: ProtoOut>(&self, out: &mut O, hole_key: Option<&str>) {
         let features = self.features_len();
-        out.reserve(1 + varint_len(features as u64) + features);
         out.push(key(1, WT_LEN));
         put_varint(out, features as u64);
         for (k, f) in &self.features {
@@ -235,10 +328,10 @@ impl<'a> Example<'a> {
             put_varint(out, entry_len(k, f) as u64);
             out.push(key(1, WT_LEN));
             put_varint(out, k.len() as u64);
-            out.extend_from_slice(k.as_bytes());
+            out.put(k.as_bytes());
             out.push(key(2, WT_LEN));
             put_varint(out, f.body_len() as u64);
-            f.encode_body(out);
+            f.encode_body(out, hole_key == Some(k.as_str()));
         }
     }
 
@@ -472,7 +565,7 @@ fn packed_len(payload: usize) -> usize {
 }
 
 #[inline]
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint<O: ProtoOut>(out: &mut O, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -596,6 +689,28 @@ mod tests {
     use super::*;
     use tfrecord::protobuf::{feature::Kind, BytesList, Feature as PFeature, FloatList, Int64List};
     use tfrecord::{Example as PExample, Record as _};
+
+    #[test]
+    fn split_encoding_reassembles_to_the_plain_encoding() {
+        let e = sample();
+        let plain = e.to_bytes();
+        let split = e.encode_split("image/encoded");
+        assert_eq!(split.hole_len, 70_000);
+        assert_eq!(split.payload_len(), plain.len());
+        let value = vec![0xffu8; 70_000];
+        assert_eq!(split.parts(&value).concat(), plain);
+        // The hole is where the value sits: the bytes around it are not 0xff runs.
+        assert_ne!(split.bytes[split.hole_at..].first(), Some(&0xff));
+    }
+
+    #[test]
+    fn split_without_the_key_has_an_empty_hole_at_the_end() {
+        let e = sample();
+        let split = e.encode_split("no/such/key");
+        assert_eq!(split.hole_len, 0);
+        assert_eq!(split.hole_at, split.bytes.len());
+        assert_eq!(split.parts(&[]).concat(), e.to_bytes());
+    }
 
     fn sample() -> Example<'static> {
         let mut e = Example::new();

@@ -266,14 +266,16 @@ impl LmdbSink {
 }
 
 impl ShardSink for LmdbSink {
-    fn append(&mut self, payload: &[u8]) -> Result<(), ShardError> {
+    fn append_parts(&mut self, parts: &[&[u8]]) -> Result<(), ShardError> {
         if record_key(self.records).is_none() {
             return Err(ShardError::Lmdb {
                 path: self.partial.clone(),
                 message: "more than 9,999,999,999 records in one shard; use more shards".into(),
             });
         }
-        self.batch.extend_from_slice(payload);
+        for p in parts {
+            self.batch.extend_from_slice(p);
+        }
         self.ends.push(self.batch.len());
         self.records += 1;
         if self.ends.len() >= BATCH_RECORDS || self.batch.len() >= BATCH_BYTES {

@@ -2,7 +2,7 @@
 //! writes and `tf_example_decoder.py` reads), built from plain values so this layer stays
 //! ignorant of COCO.
 
-use super::example::{Example, Feature};
+use super::example::{Example, Feature, SplitEncoding};
 use std::borrow::Cow;
 
 /// Feature keys, in one place so the writer, `verify` and the README agree.
@@ -54,6 +54,16 @@ impl OdRecord<'_> {
     /// Serialize as a `tf.train.Example` (keys sorted: byte-deterministic). Images without
     /// objects get empty lists, as the TF OD converter writes them.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
+        self.example().encode_into(out);
+    }
+
+    /// [`OdRecord::encode_into`] without copying `encoded`: the payload is
+    /// `split.parts(self.encoded)` concatenated.
+    pub fn encode_split(&self) -> SplitEncoding {
+        self.example().encode_split(keys::ENCODED)
+    }
+
+    fn example(&self) -> Example<'_> {
         let mut ex = Example::default();
         let objs = &self.objects;
         let f = |sel: fn(&OdObject) -> f32| Feature::Float(objs.iter().map(sel).collect());
@@ -91,7 +101,7 @@ impl OdRecord<'_> {
             keys::IS_CROWD.into(),
             Feature::Int64(objs.iter().map(|o| i64::from(o.is_crowd)).collect()),
         );
-        ex.encode_into(out);
+        ex
     }
 }
 
@@ -137,6 +147,25 @@ mod tests {
         let enc = crate::shard::example::find_bytes_feature(&out, keys::ENCODED).unwrap();
         assert_eq!(enc, Some(&b"\xff\xd8jpeg\xff\xd9"[..]));
         assert_eq!(ex.features.len(), 15);
+    }
+
+    #[test]
+    fn split_encoding_leaves_out_exactly_the_image() {
+        let r = OdRecord {
+            height: 1,
+            width: 2,
+            filename: "x.jpg",
+            source_id: "7".into(),
+            sha256_hex: "cd".repeat(32),
+            encoded: b"\xff\xd8image bytes\xff\xd9",
+            format: "jpeg",
+            objects: vec![],
+        };
+        let mut plain = Vec::new();
+        r.encode_into(&mut plain);
+        let split = r.encode_split();
+        assert_eq!(split.hole_len, r.encoded.len());
+        assert_eq!(split.parts(r.encoded).concat(), plain);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::crc::masked_crc32c_parts;
 use super::index::{partial_path, write_index_line};
-use super::tfrecord::write_record;
+use super::tfrecord::{header, FRAME_OVERHEAD};
 use super::ShardError;
 
 /// What the manifest records about one finished shard.
@@ -33,7 +34,12 @@ pub struct ShardInfo {
 /// A shard being written. `append` records in order; `finish` makes it visible under its final
 /// name. Dropping a sink without `finish` removes what it wrote.
 pub trait ShardSink: Send {
-    fn append(&mut self, payload: &[u8]) -> Result<(), ShardError>;
+    /// Appends one record whose payload is `parts` concatenated (a record split around its
+    /// image, see [`super::example::SplitEncoding`], is written without being joined first).
+    fn append_parts(&mut self, parts: &[&[u8]]) -> Result<(), ShardError>;
+    fn append(&mut self, payload: &[u8]) -> Result<(), ShardError> {
+        self.append_parts(&[payload])
+    }
     fn finish(self: Box<Self>) -> Result<ShardInfo, ShardError>;
 }
 
@@ -104,29 +110,69 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), ShardError> {
         })
 }
 
-/// Write buffer of the shard file: large, so most records cost a memcpy and the kernel sees
-/// few big writes; payloads bigger than it go straight through.
-const SHARD_BUF: usize = 4 << 20;
+/// Buffer for the small pieces of the shard file (headers, CRCs, record framing around the
+/// image); written out before it would overflow or together with the next large piece.
+const SHARD_BUF: usize = 1 << 20;
+/// Pieces at least this long (images) go to the kernel from the caller's buffer in one
+/// `writev` with whatever is buffered, never copied in user space.
+const DIRECT_MIN: usize = 32 << 10;
 const INDEX_BUF: usize = 64 << 10;
 
-/// Passes writes through to a file while hashing them. It sits *under* the `BufWriter`, so the
-/// hash is fed in large chunks (SHA-NI runs at GB/s on those) and no pass over the file is
-/// needed afterwards.
-struct HashingFile {
+/// The shard file's writer; hashes every byte in file order as it goes, so no pass over the
+/// finished file is needed. Dropping it discards what is buffered (the file is about to be
+/// removed).
+struct ShardFile {
     file: File,
     hasher: crate::shard::checksum::ShardHasher,
+    buf: Vec<u8>,
 }
 
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
+impl ShardFile {
+    fn new(file: File) -> Self {
+        ShardFile {
+            file,
+            hasher: crate::shard::checksum::ShardHasher::new(),
+            buf: Vec::with_capacity(SHARD_BUF),
+        }
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+    fn write_piece(&mut self, piece: &[u8]) -> io::Result<()> {
+        if piece.len() >= DIRECT_MIN {
+            self.hasher.update(&self.buf);
+            self.hasher.update(piece);
+            write_all_two(&mut self.file, &self.buf, piece)?;
+            self.buf.clear();
+        } else {
+            if self.buf.len() + piece.len() > SHARD_BUF {
+                self.flush_buf()?;
+            }
+            self.buf.extend_from_slice(piece);
+        }
+        Ok(())
     }
+
+    fn flush_buf(&mut self) -> io::Result<()> {
+        self.hasher.update(&self.buf);
+        self.file.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// Writes `a` then `b` with as few `writev` calls as the kernel allows (usually one).
+fn write_all_two(file: &mut File, mut a: &[u8], mut b: &[u8]) -> io::Result<()> {
+    while !a.is_empty() || !b.is_empty() {
+        let n = match file.write_vectored(&[io::IoSlice::new(a), io::IoSlice::new(b)]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let from_a = n.min(a.len());
+        a = &a[from_a..];
+        b = &b[(n - from_a).min(b.len())..];
+    }
+    Ok(())
 }
 
 struct TfRecordSink {
@@ -136,7 +182,7 @@ struct TfRecordSink {
     data_partial: PathBuf,
     index_partial: PathBuf,
     /// `None` after `finish` took them; `Drop` removes the partial files while they are `Some`.
-    data: Option<BufWriter<HashingFile>>,
+    data: Option<ShardFile>,
     index: Option<BufWriter<File>>,
     offset: u64,
     records: u64,
@@ -170,13 +216,7 @@ impl TfRecordSink {
             index_name,
             data_partial,
             index_partial,
-            data: Some(BufWriter::with_capacity(
-                SHARD_BUF,
-                HashingFile {
-                    file: data,
-                    hasher: crate::shard::checksum::ShardHasher::new(),
-                },
-            )),
+            data: Some(ShardFile::new(data)),
             index: Some(BufWriter::with_capacity(INDEX_BUF, index)),
             offset: 0,
             records: 0,
@@ -207,14 +247,22 @@ impl TfRecordSink {
 }
 
 impl ShardSink for TfRecordSink {
-    fn append(&mut self, payload: &[u8]) -> Result<(), ShardError> {
+    fn append_parts(&mut self, parts: &[&[u8]]) -> Result<(), ShardError> {
         let (Some(data), Some(_)) = (self.data.as_mut(), self.index.as_ref()) else {
             return Err(self.closed());
         };
-        let size = match write_record(data, payload) {
-            Ok(size) => size,
-            Err(e) => return Err(self.data_err()(e)),
-        };
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let written = (|| {
+            data.write_piece(&header(len))?;
+            for p in parts {
+                data.write_piece(p)?;
+            }
+            data.write_piece(&masked_crc32c_parts(parts).to_le_bytes())
+        })();
+        if let Err(e) = written {
+            return Err(self.data_err()(e));
+        }
+        let size = len + FRAME_OVERHEAD;
         let offset = self.offset;
         if let Some(index) = self.index.as_mut() {
             if let Err(e) = write_index_line(index, offset, size) {
@@ -233,10 +281,8 @@ impl ShardSink for TfRecordSink {
         // From here on, errors must still remove the partial files: put nothing back into
         // `self` and clean up explicitly.
         let result = (|| {
-            let hashing = data.into_inner().map_err(|e| ShardError::Io {
-                path: self.data_partial.clone(),
-                source: e.into_error(),
-            })?;
+            let mut hashing = data;
+            hashing.flush_buf().map_err(self.data_err())?;
             let index = index.into_inner().map_err(|e| ShardError::Io {
                 path: self.index_partial.clone(),
                 source: e.into_error(),
@@ -291,7 +337,7 @@ impl Drop for TfRecordSink {
     fn drop(&mut self) {
         // `into_parts` drops the buffered bytes instead of flushing them into a file about to
         // be deleted.
-        let data = self.data.take().map(|w| drop(w.into_parts()));
+        let data = self.data.take();
         let index = self.index.take().map(|w| drop(w.into_parts()));
         if data.is_some() || index.is_some() {
             let _ = std::fs::remove_file(&self.data_partial);
@@ -304,7 +350,7 @@ impl Drop for TfRecordSink {
 mod tests {
     use super::*;
     use crate::shard::index::{index_tfrecord, parse_index};
-    use crate::shard::tfrecord::iter_slice;
+    use crate::shard::tfrecord::{iter_slice, write_record};
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -326,6 +372,32 @@ mod tests {
                 (0..len).map(|j| (j as u32 ^ i) as u8).collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn records_in_parts_equal_records_joined() {
+        // Cuts that put small and large (direct-write) pieces in every order.
+        let dir = tempfile::tempdir().unwrap();
+        let ps = payloads();
+        let mut joined = create_tfrecord_sink(dir.path(), "joined").unwrap();
+        let mut split = create_tfrecord_sink(dir.path(), "split").unwrap();
+        for (i, p) in ps.iter().enumerate() {
+            joined.append(p).unwrap();
+            let a = (i * 37) % (p.len() + 1);
+            let b = a + (p.len() - a) / 2;
+            split
+                .append_parts(&[&p[..a], &p[a..b], &[], &p[b..]])
+                .unwrap();
+        }
+        let (j, s) = (joined.finish().unwrap(), split.finish().unwrap());
+        let read = |n: &str| std::fs::read(dir.path().join(n)).unwrap();
+        assert!(read(&j.file) == read(&s.file), "shard bytes differ");
+        assert_eq!(read("joined.idx"), read("split.idx"));
+        assert_eq!(j.checksum, s.checksum);
+        assert_eq!(
+            s.checksum,
+            crate::shard::checksum::checksum_bytes(&read(&s.file))
+        );
     }
 
     #[test]
@@ -442,13 +514,7 @@ mod tests {
         if let Ok(f) = File::options().write(true).open(full) {
             let dir = tempfile::tempdir().unwrap();
             let mut sink = TfRecordSink::create(dir.path(), "f", SinkOptions::default()).unwrap();
-            sink.data = Some(BufWriter::with_capacity(
-                SHARD_BUF,
-                HashingFile {
-                    file: f,
-                    hasher: crate::shard::checksum::ShardHasher::new(),
-                },
-            ));
+            sink.data = Some(ShardFile::new(f));
             // Bigger than the buffer, so the write reaches the device.
             let err = sink.append(&vec![0u8; SHARD_BUF + 1]).unwrap_err();
             let msg = err.to_string();

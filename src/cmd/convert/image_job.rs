@@ -7,11 +7,13 @@ use crate::dataset::{normalize_box, BoxOutcome, Sample};
 use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
 use crate::image::resize::Target;
 use crate::image::ImageError;
+use crate::shard::example::SplitEncoding;
 use crate::shard::manifest::{DroppedBox, ImageNote, SizeMismatch};
 use crate::shard::od_example::{OdObject, OdRecord};
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
 /// Read-only context shared by all image jobs of a split.
@@ -23,10 +25,26 @@ pub struct JobContext<'a> {
     pub presize: Option<u32>,
 }
 
+/// One record, kept in two pieces so the image goes from the buffer it was read into straight
+/// to the shard file: the payload is `example.parts(image)` concatenated.
+pub struct RecordBytes {
+    example: SplitEncoding,
+    /// The buffer holding the stored image (the input file itself when stored unchanged).
+    image_buf: Vec<u8>,
+    image: Range<usize>,
+}
+
+impl RecordBytes {
+    /// The payload's pieces, in order.
+    pub fn parts(&self) -> [&[u8]; 3] {
+        self.example.parts(&self.image_buf[self.image.clone()])
+    }
+}
+
 /// What became of one image.
 pub struct ImageOutcome {
-    /// The serialized Example; `None` when the image was skipped (see `skipped`).
-    pub payload: Option<Vec<u8>>,
+    /// The record; `None` when the image was skipped (see `skipped`).
+    pub payload: Option<RecordBytes>,
     pub input_bytes: u64,
     pub skipped: Option<ImageNote>,
     pub reencoded: Option<ImageNote>,
@@ -80,7 +98,22 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
     let reencoded = stored.reencoded.map(|r| note(&sample, r.to_string()));
     let (width, height, area_scale) = (stored.width, stored.height, stored.area_scale);
     let (shown_w, shown_h) = stored.displayed;
-    let stored = stored.bytes;
+    // Where the stored bytes are: a range of the input buffer (no copy), or a buffer of their
+    // own (re-encoded, or — never expected — borrowed from anywhere else).
+    let (image_buf, image) = match stored.bytes {
+        Cow::Borrowed(b) => match range_within(&raw, b) {
+            Some(r) => (None, r),
+            None => (Some(b.to_vec()), 0..b.len()),
+        },
+        Cow::Owned(v) => {
+            let len = v.len();
+            (Some(v), 0..len)
+        }
+    };
+    let stored: &[u8] = match &image_buf {
+        Some(v) => v,
+        None => &raw[image.clone()],
+    };
 
     // Boxes are in the pixel frame the annotation file describes: its width/height when given
     // (the frame the labelling tool saw), else the image's own size before any presize.
@@ -154,8 +187,13 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         format: "jpeg",
         objects,
     };
-    let mut payload = Vec::with_capacity(stored.len() + 512);
-    record.encode_into(&mut payload);
+    let example = record.encode_split();
+    drop(record);
+    let payload = RecordBytes {
+        example,
+        image_buf: image_buf.unwrap_or(raw),
+        image,
+    };
     ImageOutcome {
         payload: Some(payload),
         input_bytes,
@@ -167,6 +205,13 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         clipped,
         without_annotations: sample.annotations.is_empty(),
     }
+}
+
+/// The range `part` occupies inside `whole`, if it is a sub-slice of it.
+fn range_within(whole: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let range = start..start.checked_add(part.len())?;
+    (whole.get(range.clone())?.as_ptr() == part.as_ptr()).then_some(range)
 }
 
 /// The bytes a record stores for one input file, and what they are.
@@ -209,4 +254,44 @@ fn store_image<'a>(ctx: &JobContext<'_>, raw: &'a [u8]) -> Result<StoredImage<'a
         bytes: p.bytes,
         area_scale: 1.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_within_finds_sub_slices_only() {
+        let whole = b"0123456789".to_vec();
+        assert_eq!(range_within(&whole, &whole[2..7]), Some(2..7));
+        assert_eq!(range_within(&whole, &whole), Some(0..10));
+        assert_eq!(range_within(&whole, &whole[10..]), Some(10..10));
+        let other = b"0123456789".to_vec();
+        assert_eq!(range_within(&whole, &other[1..3]), None);
+    }
+
+    #[test]
+    fn record_bytes_parts_join_to_the_plain_payload() {
+        let raw = b"junk\xff\xd8jpeg\xff\xd9junk".to_vec();
+        let image = 4..12;
+        let record = OdRecord {
+            height: 1,
+            width: 1,
+            filename: "a.jpg",
+            source_id: "1".into(),
+            sha256_hex: "00".repeat(32),
+            encoded: &raw[image.clone()],
+            format: "jpeg",
+            objects: vec![],
+        };
+        let mut plain = Vec::new();
+        record.encode_into(&mut plain);
+        let example = record.encode_split();
+        let bytes = RecordBytes {
+            example,
+            image_buf: raw.clone(),
+            image,
+        };
+        assert_eq!(bytes.parts().concat(), plain);
+    }
 }

@@ -9,7 +9,7 @@ mod output;
 
 use crate::cli::{LabelMode, ShardFormat};
 use crate::cmd::progress::Progress;
-use crate::dataset::{load_coco, CocoDataset, SplitSource};
+use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
 use crate::plan::convert::{ConvertPlan, OutputMode, ShardTarget};
 use crate::report::convert::{ConvertReport, SplitSummary};
 use crate::shard::manifest::{
@@ -22,9 +22,7 @@ use crate::shard::writer::{
 use anyhow::{bail, Context, Result};
 use image_job::{process_image, JobContext};
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -50,9 +48,7 @@ pub fn run(plan: &ConvertPlan) -> Result<ConvertReport> {
 
     let mut datasets = Vec::with_capacity(plan.splits.len());
     for split in &plan.splits {
-        let ds = load_coco(&split.annotations)?;
-        let sha = sha256_file(&split.annotations)?;
-        datasets.push((ds, sha));
+        datasets.push(load_coco_hashed(&split.annotations)?);
     }
     let categories = merge_categories(&datasets.iter().map(|d| &d.0).collect::<Vec<_>>())?;
     let options = manifest_options(plan);
@@ -215,7 +211,7 @@ fn write_shard(
             }
             progress.add(1, o.input_bytes);
             if let Some(payload) = &o.payload {
-                sink.append(payload)?;
+                sink.append_parts(&payload.parts())?;
                 counts.records += 1;
             }
             if let Some(s) = o.skipped {
@@ -400,24 +396,6 @@ fn manifest_options(plan: &ConvertPlan) -> ManifestOptions {
         decode_check: plan.decode_check,
         presize: plan.presize,
     }
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 fn summarise(plan: &ConvertPlan, m: &Manifest, seconds: f64) -> ConvertReport {
