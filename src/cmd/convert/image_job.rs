@@ -182,8 +182,8 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         width,
         filename: &img.file_name,
         source_id: img.id.to_string(),
-        sha256_hex: hex::encode(Sha256::digest(&stored)),
-        encoded: &stored,
+        sha256_hex: hex::encode(Sha256::digest(stored)),
+        encoded: stored,
         format: "jpeg",
         objects,
     };
