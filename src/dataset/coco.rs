@@ -347,7 +347,7 @@ fn build(raw: RawFile) -> CocoDataset {
             stats.duplicate_image_ids += 1;
             continue;
         }
-        // More than u32::MAX images cannot come from a file mmap'd on a sane machine; such an
+        // More than u32::MAX images cannot come from an annotation file on a sane machine; such an
         // image would simply get no annotations rather than a wrong index.
         if let Ok(i) = u32::try_from(images.len()) {
             index.insert(img.id, i);
