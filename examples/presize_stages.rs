@@ -1,7 +1,7 @@
 //! Where presize spends its time, and how close its resize is to an ideal one.
 //!
 //! `cargo run --release --example presize_stages -- DIR [--size 704] [--quality 90] [--count N]
-//!  [--denom auto|1|2|4|8] [--chroma direct|box] [--psnr]`
+//!  [--denom auto|1|2|4|8] [--chroma direct|box|onepass] [--psnr]`
 //!
 //! Single thread, files read into memory first. For each JPEG: reduced DCT decode to planes,
 //! Lanczos3 plane resize, 4:2:0 encode — the same calls `presize_image` makes — timed
@@ -116,6 +116,7 @@ fn main() {
     let chroma = match arg(&args, "--chroma", String::new()).as_str() {
         "direct" => ChromaPath::Direct,
         "box" => ChromaPath::FullThenBox,
+        "onepass" => ChromaPath::OnePassBox,
         _ => CHROMA,
     };
     let mut files: Vec<_> = std::fs::read_dir(dir)

@@ -154,6 +154,41 @@ pub fn replicate_edges(p: &mut Plane, extent: (f64, f64)) {
     }
 }
 
+/// Lanczos3 (`fast_image_resize`'s definition): sinc(x)·sinc(x/3) on (-3, 3).
+fn lanczos3(x: f64) -> f64 {
+    let sinc = |v: f64| {
+        if v == 0.0 {
+            1.0
+        } else {
+            let v = v * std::f64::consts::PI;
+            v.sin() / v
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// Lanczos3 to twice the output size followed by 2×2 averaging, as one kernel on the output
+/// grid: output pixel `j` averages full-size pixels `2j` and `2j+1`, whose centres sit a quarter
+/// of an output pixel either side of its own, i.e. at `2u ± 0.5` in full-size filter units.
+/// Support (3 + 0.5) / 2.
+fn lanczos3_box2(u: f64) -> f64 {
+    lanczos3(2.0 * u + 0.5) + lanczos3(2.0 * u - 0.5)
+}
+
+/// The resampling filter of [`resize_plane_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Lanczos3,
+    /// [`lanczos3_box2`]: the 4:2:0 chroma an RGB pipeline would get (resize to the full output
+    /// size, then the encoder's 2×2 averaging) for even output sizes, in one pass of half the
+    /// work.
+    Lanczos3Box2,
+}
+
 /// Lanczos3-resize the top-left `extent` (in source pixels, may be fractional and must be at
 /// most the plane's size) of `src` to `dst_w`×`dst_h`.
 pub fn resize_plane(
@@ -161,6 +196,17 @@ pub fn resize_plane(
     extent: (f64, f64),
     dst_w: usize,
     dst_h: usize,
+) -> Result<Plane, ImageError> {
+    resize_plane_with(src, extent, dst_w, dst_h, Filter::Lanczos3)
+}
+
+/// [`resize_plane`] with a choice of filter.
+pub fn resize_plane_with(
+    src: &Plane,
+    extent: (f64, f64),
+    dst_w: usize,
+    dst_h: usize,
+    filter: Filter,
 ) -> Result<Plane, ImageError> {
     src.check()?;
     let (ew, eh) = (
@@ -185,8 +231,15 @@ pub fn resize_plane(
     let view = fir::images::ImageRef::new(sw, sh, &src.data, pixel)
         .map_err(|e| ImageError::Encode(format!("internal: {e}")))?;
     let mut out = fir::images::Image::new(dw, dh, pixel);
+    let filter_type = match filter {
+        Filter::Lanczos3 => fir::FilterType::Lanczos3,
+        Filter::Lanczos3Box2 => fir::FilterType::Custom(
+            fir::Filter::new("Lanczos3Box2", lanczos3_box2, 1.75)
+                .map_err(|e| ImageError::Encode(format!("internal: {e}")))?,
+        ),
+    };
     let options = fir::ResizeOptions::new()
-        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3))
+        .resize_alg(fir::ResizeAlg::Convolution(filter_type))
         .crop(0.0, 0.0, ew, eh);
     RESIZER
         .with(|r| r.borrow_mut().resize(&view, &mut out, &options))
