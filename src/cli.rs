@@ -92,12 +92,26 @@ pub struct ConvertArgs {
     /// power loss (a process crash or Ctrl-C is safe without it). Costs the disk's write speed.
     #[arg(long)]
     pub fsync: bool,
+    #[command(flatten)]
+    pub existing: ExistingOutput,
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// What to do with an output folder that is not empty (convert, presize).
+#[derive(Debug, Args)]
+pub struct ExistingOutput {
     /// Replace the contents of a non-empty OUTPUT.
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
-    /// Continue an interrupted run: keep shards that are complete and match their checksum.
+    /// Continue an interrupted run: keep what is complete and matches its checksum.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// Flags of every subcommand that works through a dataset (convert, verify, presize).
+#[derive(Debug, Args)]
+pub struct RunFlags {
     /// Worker threads (default: all cores). Output is identical for any value.
     #[arg(long, short = 'j')]
     pub threads: Option<usize>,
@@ -116,15 +130,8 @@ pub struct VerifyArgs {
     /// Also fully decode every image.
     #[arg(long)]
     pub decode: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long, short = 'j')]
-    pub threads: Option<usize>,
-    /// No progress bar.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub run: RunFlags,
 }
 
 #[derive(Debug, Args)]
@@ -168,21 +175,10 @@ pub struct PresizeArgs {
     /// Fail on the first bad image instead of reporting it.
     #[arg(long)]
     pub strict: bool,
-    /// Replace the contents of a non-empty OUTPUT.
-    #[arg(long, conflicts_with = "resume")]
-    pub overwrite: bool,
-    /// Continue an interrupted run.
-    #[arg(long)]
-    pub resume: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long, short = 'j')]
-    pub threads: Option<usize>,
-    /// No progress bar.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
-    /// Print the summary as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub existing: ExistingOutput,
+    #[command(flatten)]
+    pub run: RunFlags,
 }
 
 /// Where verify-throughput decodes.

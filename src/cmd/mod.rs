@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Verify(args) => {
             let report = verify::run(&args)?;
-            emit(&report, args.json, || report.render_table())?;
+            emit(&report, args.run.json, || report.render_table())?;
             Ok(ExitCode::from(if report.ok {
                 EXIT_OK
             } else {

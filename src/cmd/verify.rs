@@ -27,11 +27,9 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
             dir.display()
         );
     }
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = crate::plan::thread_count(args.run.threads)?;
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
+        .num_threads(threads)
         .build()
         .context("cannot start worker threads")?;
     let shards: Vec<&ShardEntry> = manifest.splits.iter().flat_map(|s| &s.shards).collect();

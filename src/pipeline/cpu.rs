@@ -6,7 +6,7 @@
 use super::decoders::cpu_decode_rgb8;
 use super::preprocess::{describe, preprocess_image, Normalize, FLAG_EMPTY};
 use super::source::{self, BadRecord, Flow, Shard};
-use super::stats::{add_since, BadList, Counters, Interval};
+use super::stats::{add_since, BadList, Counters, IntervalMeter};
 use super::{preprocess, PipelineConfig, PipelineError, Progress, RunResult, Stop};
 use crate::cli::DType;
 use rayon::prelude::*;
@@ -87,7 +87,7 @@ pub fn run(
         Some((epoch, idx))
     };
     let t0 = Instant::now();
-    let mut intervals = Vec::new();
+    let mut meter = IntervalMeter::new(budget);
     let mut elapsed_s = 0.0;
     std::thread::scope(|s| {
         for _ in 0..cfg.readers.max(1) {
@@ -143,9 +143,6 @@ pub fn run(
             });
         }
         drop(tx);
-        let mut last_t = 0.0;
-        let mut last_i = 0u64;
-        let mut last_b = 0u64;
         let mut stopped_at = None;
         loop {
             let w = Instant::now();
@@ -202,37 +199,16 @@ pub fn run(
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     elapsed_s = stopped_at.unwrap_or(t);
-                    let i = counters.images.load(SeqCst);
-                    let by = counters.bytes.load(SeqCst);
-                    if stopped_at.is_none() && t > last_t {
-                        intervals.push(Interval {
-                            t_start: last_t,
-                            t_end: t,
-                            images: i - last_i,
-                            bytes: by - last_b,
-                        });
+                    if stopped_at.is_none() {
+                        let i = counters.images.load(SeqCst);
+                        meter.cut(t, i, counters.bytes.load(SeqCst));
                     }
                     break;
                 }
             }
-            if stopped_at.is_none() && t - last_t >= cfg.interval_s {
+            if stopped_at.is_none() && meter.due(t, cfg.interval_s) {
                 let i = counters.images.load(SeqCst);
-                let by = counters.bytes.load(SeqCst);
-                intervals.push(Interval {
-                    t_start: last_t,
-                    t_end: t,
-                    images: i - last_i,
-                    bytes: by - last_b,
-                });
-                progress(&Progress {
-                    elapsed_s: t,
-                    images: i,
-                    current_ips: (i - last_i) as f64 / (t - last_t).max(1e-9),
-                    fraction: budget.map(|b| (t / b).min(1.0)).unwrap_or(0.0),
-                });
-                last_t = t;
-                last_i = i;
-                last_b = by;
+                progress(&meter.cut(t, i, counters.bytes.load(SeqCst)));
             }
             if let Some(b) = budget {
                 if stopped_at.is_none() && t >= b {
@@ -250,7 +226,7 @@ pub fn run(
         images: counters.images.load(SeqCst),
         bytes: counters.bytes.load(SeqCst),
         batches: counters.batches.load(SeqCst),
-        intervals,
+        intervals: meter.intervals,
         by_cpu: counters.by_cpu.load(SeqCst),
         undecodable: counters.failed.load(SeqCst),
         read_s: ns(&counters.read_ns),

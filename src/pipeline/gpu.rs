@@ -10,7 +10,7 @@
 use super::decoders::{self, CudaDecoder, Decoder, DecoderKind, Fences, HwDecoder, Job, JobResult};
 use super::preprocess::{describe, elem_bytes, Normalize, FLAG_EMPTY};
 use super::source::{self, BadRecord, Flow, Shard};
-use super::stats::{add_since, BadList, Counters, Interval};
+use super::stats::{add_since, BadList, Counters, IntervalMeter};
 use super::{
     jpeg, preprocess, DecoderSet, PipelineConfig, PipelineError, Progress, RunResult, Stop,
 };
@@ -754,7 +754,11 @@ pub fn run(
         errors: Mutex::new(Vec::new()),
     };
     let assembler_done = AtomicBool::new(false);
-    let mut intervals = Vec::new();
+    let budget = match cfg.stop {
+        Stop::Seconds(sec) => Some(cfg.warmup_s + sec),
+        Stop::Epochs(_) => None,
+    };
+    let mut meter = IntervalMeter::new(budget);
     let mut min_free = free0;
     let t0 = Instant::now();
     let mut elapsed_s = 0.0;
@@ -800,38 +804,15 @@ pub fn run(
             .map_err(|e| sh.fail("spawn", e))
             .ok();
         // Meter: the calling thread samples counters every interval.
-        let mut last_t = 0.0;
-        let (mut last_i, mut last_b) = (0u64, 0u64);
-        let budget = match cfg.stop {
-            Stop::Seconds(sec) => Some(cfg.warmup_s + sec),
-            Stop::Epochs(_) => None,
-        };
         let mut stopped_at: Option<f64> = None;
         let (mut wd_images, mut wd_t) = (0u64, 0.0f64);
         loop {
             std::thread::sleep(Duration::from_millis(50));
             let t = t0.elapsed().as_secs_f64();
             let done = assembler_done.load(SeqCst);
-            if stopped_at.is_none() && (t - last_t >= cfg.interval_s || done) {
+            if stopped_at.is_none() && (meter.due(t, cfg.interval_s) || done) {
                 let i = sh.counters.images.load(SeqCst);
-                let by = sh.counters.bytes.load(SeqCst);
-                if t > last_t {
-                    intervals.push(Interval {
-                        t_start: last_t,
-                        t_end: t,
-                        images: i - last_i,
-                        bytes: by - last_b,
-                    });
-                }
-                progress(&Progress {
-                    elapsed_s: t,
-                    images: i,
-                    current_ips: (i - last_i) as f64 / (t - last_t).max(1e-9),
-                    fraction: budget.map(|b| (t / b).min(1.0)).unwrap_or(0.0),
-                });
-                last_t = t;
-                last_i = i;
-                last_b = by;
+                progress(&meter.cut(t, i, sh.counters.bytes.load(SeqCst)));
                 if let Ok((free, _)) = gpu.ctx.mem_get_info() {
                     min_free = min_free.min(free);
                 }
@@ -876,7 +857,7 @@ pub fn run(
         images: c.images.load(SeqCst),
         bytes: c.bytes.load(SeqCst),
         batches: c.batches.load(SeqCst),
-        intervals,
+        intervals: meter.intervals,
         by_hardware: c.by_hw.load(SeqCst),
         by_cuda: c.by_cuda.load(SeqCst),
         by_cpu: c.by_cpu.load(SeqCst),

@@ -72,6 +72,59 @@ impl BadList {
     }
 }
 
+/// Cuts the run into [`Interval`]s from periodic samples of the image/byte counters, and says
+/// what to report as progress; the CPU and GPU pipelines' meters share it, so both measure the
+/// same way.
+pub struct IntervalMeter {
+    last_t: f64,
+    last_images: u64,
+    last_bytes: u64,
+    /// End of the time budget (warm-up included), when the run is time-limited.
+    budget_s: Option<f64>,
+    pub intervals: Vec<Interval>,
+}
+
+impl IntervalMeter {
+    pub fn new(budget_s: Option<f64>) -> Self {
+        IntervalMeter {
+            last_t: 0.0,
+            last_images: 0,
+            last_bytes: 0,
+            budget_s,
+            intervals: Vec::new(),
+        }
+    }
+
+    /// Whether an interval of `every` seconds has passed at `t`.
+    pub fn due(&self, t: f64, every: f64) -> bool {
+        t - self.last_t >= every
+    }
+
+    /// Closes the interval ending at `t` with the counters' totals (none when no time passed)
+    /// and returns the progress to report.
+    pub fn cut(&mut self, t: f64, images: u64, bytes: u64) -> super::Progress {
+        let di = images.saturating_sub(self.last_images);
+        if t > self.last_t {
+            self.intervals.push(Interval {
+                t_start: self.last_t,
+                t_end: t,
+                images: di,
+                bytes: bytes.saturating_sub(self.last_bytes),
+            });
+        }
+        let progress = super::Progress {
+            elapsed_s: t,
+            images,
+            current_ips: di as f64 / (t - self.last_t).max(1e-9),
+            fraction: self.budget_s.map_or(0.0, |b| (t / b).min(1.0)),
+        };
+        self.last_t = t;
+        self.last_images = images;
+        self.last_bytes = bytes;
+        progress
+    }
+}
+
 /// One meter interval: images and JPEG bytes completed in (t_start, t_end].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Interval {
@@ -126,6 +179,36 @@ pub fn steady(intervals: &[Interval], warmup: f64) -> Vec<Interval> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interval_meter_cuts_intervals_and_reports_progress() {
+        let mut m = IntervalMeter::new(Some(10.0));
+        assert!(!m.due(0.5, 1.0));
+        assert!(m.due(1.0, 1.0));
+        let p = m.cut(1.0, 100, 5_000);
+        assert_eq!((p.images, p.current_ips, p.fraction), (100, 100.0, 0.1));
+        let p = m.cut(3.0, 500, 25_000);
+        assert_eq!(p.current_ips, 200.0);
+        m.cut(3.0, 500, 25_000); // no time passed: no empty interval
+        assert_eq!(
+            m.intervals,
+            vec![
+                Interval {
+                    t_start: 0.0,
+                    t_end: 1.0,
+                    images: 100,
+                    bytes: 5_000
+                },
+                Interval {
+                    t_start: 1.0,
+                    t_end: 3.0,
+                    images: 400,
+                    bytes: 20_000
+                },
+            ]
+        );
+        assert_eq!(IntervalMeter::new(None).cut(20.0, 1, 1).fraction, 0.0);
+    }
 
     #[test]
     fn median_odd_even_empty() {

@@ -3,7 +3,7 @@
 //! image is read.
 
 pub use super::OutputMode;
-use super::{output_mode, PlanError};
+use super::{output_mode, thread_count, PlanError};
 use crate::cli::{ConvertArgs, LabelMode, ShardFormat};
 use crate::dataset::{self, SplitSource};
 use std::path::PathBuf;
@@ -98,12 +98,8 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
     if args.presize == Some(0) {
         return Err(PlanError::ZeroPresize);
     }
-    let threads = match args.threads {
-        Some(0) => return Err(PlanError::ZeroThreads),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    let output_mode = output_mode(&output, args.overwrite, args.resume)?;
+    let threads = thread_count(args.run.threads)?;
+    let output_mode = output_mode(&output, args.existing.overwrite, args.existing.resume)?;
     Ok(ConvertPlan {
         splits,
         out_dir: output,
@@ -116,8 +112,8 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
         fsync: args.fsync,
         output_mode,
         threads,
-        quiet: args.quiet,
-        json: args.json,
+        quiet: args.run.quiet,
+        json: args.run.json,
     })
 }
 

@@ -19,6 +19,15 @@ pub enum OutputMode {
 }
 
 /// A non-empty output folder needs `--overwrite` or `--resume`; a file there is an error.
+/// `-j`: 0 is refused, absent means all cores.
+pub fn thread_count(threads: Option<usize>) -> Result<usize, PlanError> {
+    match threads {
+        Some(0) => Err(PlanError::ZeroThreads),
+        Some(n) => Ok(n),
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
 pub fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
     if out.exists() && !out.is_dir() {
         return Err(PlanError::NotADir(out.to_path_buf()));

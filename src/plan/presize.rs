@@ -3,7 +3,7 @@
 //! read.
 
 pub use super::OutputMode;
-use super::{output_mode, PlanError};
+use super::{output_mode, thread_count, PlanError};
 use crate::cli::{PresizeArgs, PresizeMode};
 use crate::dataset::{self, SplitSource};
 use crate::image::presize::PresizeOptions;
@@ -82,11 +82,7 @@ pub fn plan_presize(args: &PresizeArgs) -> Result<PresizePlan, PresizePlanError>
             splits: dataset::discover_splits(root)?,
         }
     };
-    let threads = match args.threads {
-        Some(0) => return Err(PlanError::ZeroThreads.into()),
-        Some(n) => n,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
+    let threads = thread_count(args.run.threads)?;
     let fit = match args.mode {
         PresizeMode::Longest => Fit::Longest,
         PresizeMode::Shortest => Fit::Shortest,
@@ -103,11 +99,11 @@ pub fn plan_presize(args: &PresizeArgs) -> Result<PresizePlan, PresizePlanError>
             reencode: args.reencode,
         },
         strict: args.strict,
-        output_mode: output_mode(&args.output, args.overwrite, args.resume)?,
+        output_mode: output_mode(&args.output, args.existing.overwrite, args.existing.resume)?,
         threads,
         memory_budget: DEFAULT_MEMORY_BUDGET,
-        quiet: args.quiet,
-        json: args.json,
+        quiet: args.run.quiet,
+        json: args.run.json,
     })
 }
 
