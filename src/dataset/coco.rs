@@ -40,12 +40,12 @@ pub struct ImageEntry {
     pub height: u32,
 }
 
-/// One `annotations[]` entry (segmentation/keypoints are not needed by convert and skipped).
+/// One `annotations[]` entry, as much of it as a record needs: segmentation/keypoints are
+/// skipped, the annotation's own `id` too, and the `image_id` is implied by the image the
+/// annotation is grouped under. One of these stays in memory per annotation for the whole run
+/// (56 bytes), so it is kept small.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Annotation {
-    /// The annotation's own `id`, when it is an integer (only used to name it in reports).
-    pub id: Option<i64>,
-    pub image_id: i64,
     pub category_id: i64,
     /// `[x, y, w, h]` in pixels of the image as displayed. All NaN when the JSON has no usable
     /// bbox (missing, null, not 4 numbers; counted in [`LoadStats`]), so that
@@ -326,6 +326,8 @@ struct RawFile {
 #[derive(Default)]
 struct RawAnnotations {
     list: Vec<Annotation>,
+    /// `image_id` of each entry of `list`, needed only until grouping.
+    image_ids: Vec<i64>,
     missing_bbox: u64,
     invalid_bbox: u64,
 }
@@ -364,10 +366,12 @@ fn build(raw: RawFile) -> CocoDataset {
 
     // Image index of each annotation, usize::MAX for dropped ones.
     let anns = raw.annotations.list;
+    let image_ids = raw.annotations.image_ids;
     let mut counts = vec![0usize; images.len() + 1];
     let owner: Vec<usize> = anns
         .iter()
-        .map(|a| match index.get(&a.image_id) {
+        .zip(&image_ids)
+        .map(|(a, image_id)| match index.get(image_id) {
             None => {
                 stats.unknown_image += 1;
                 usize::MAX
@@ -386,6 +390,7 @@ fn build(raw: RawFile) -> CocoDataset {
         })
         .collect();
     drop(index);
+    drop(image_ids);
 
     // Prefix sums: counts[i] becomes the start of image i.
     for i in 1..counts.len() {
@@ -489,9 +494,8 @@ struct RawCategory {
 }
 
 #[derive(Deserialize)]
+/// The annotation's own `id` is not read at all (any type is fine: unknown fields are skipped).
 struct RawAnnotation {
-    #[serde(default)]
-    id: LenientId,
     image_id: Id,
     category_id: Id,
     #[serde(default)]
@@ -531,9 +535,8 @@ impl RawAnnotations {
             (None, Some([_, _, w, h])) => w * h,
             (None, None) => 0.0,
         };
+        self.image_ids.push(r.image_id.0);
         self.list.push(Annotation {
-            id: r.id.0,
-            image_id: r.image_id.0,
             category_id: r.category_id.0,
             bbox: bbox.unwrap_or([f64::NAN; 4]),
             area,
@@ -573,52 +576,6 @@ impl<'de> Deserialize<'de> for Id {
                     Some(w) => Ok(Id(w as i64)),
                     None => Err(E::invalid_value(de::Unexpected::Float(v), &self)),
                 }
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-/// The optional annotation `id`: only kept to name annotations in reports, so anything that is
-/// not an integer is ignored rather than failing the load.
-#[derive(Default)]
-struct LenientId(Option<i64>);
-
-impl<'de> Deserialize<'de> for LenientId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LenientId;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<LenientId, E> {
-                Ok(LenientId(Some(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientId, E> {
-                Ok(LenientId(i64::try_from(v).ok()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<LenientId, E> {
-                Ok(LenientId(
-                    whole(v, -9.223_372_036_854_775e18, 9.223_372_036_854_775e18).map(|w| w as i64),
-                ))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<LenientId, E> {
-                Ok(LenientId(None))
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<LenientId, E> {
-                Ok(LenientId(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<LenientId, E> {
-                Ok(LenientId(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LenientId, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(LenientId(None))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<LenientId, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(LenientId(None))
             }
         }
         d.deserialize_any(V)
@@ -859,12 +816,8 @@ mod tests {
         let s1 = d.sample(1);
         assert_eq!(s1.image.file_name, "b.jpg");
         assert_eq!((s1.image.width, s1.image.height), (10, 20));
-        let ids: Vec<_> = s1.annotations.iter().map(|a| a.id).collect();
-        assert_eq!(
-            ids,
-            vec![Some(1), Some(3)],
-            "JSON order kept within an image"
-        );
+        let areas: Vec<_> = s1.annotations.iter().map(|a| a.area).collect();
+        assert_eq!(areas, vec![12.5, 56.0], "JSON order kept within an image");
         assert_eq!(s1.annotations[0].bbox, [1.0, 2.0, 3.0, 4.0]);
         assert_eq!(s1.annotations[0].area, 12.5);
         assert_eq!(s1.annotations[0].category_id, 90);
@@ -902,7 +855,7 @@ mod tests {
             let id = (n_img - img) * 4096;
             let _ = write!(
                 json,
-                r#"{sep}{{"id": {k}, "image_id": {id}, "category_id": 3, "bbox": [0,0,1,1]}}"#
+                r#"{sep}{{"id": {k}, "image_id": {id}, "category_id": 3, "bbox": [0,0,1,1], "area": {k}}}"#
             );
             if let Some(v) = usize::try_from(img).ok().and_then(|i| expected.get_mut(i)) {
                 v.push(k);
@@ -916,7 +869,7 @@ mod tests {
                 .sample(i)
                 .annotations
                 .iter()
-                .filter_map(|a| a.id)
+                .map(|a| a.area as i64)
                 .collect();
             assert_eq!(&got, want, "image {i}");
             missing += want.len();
@@ -945,7 +898,7 @@ mod tests {
             "type": "instances"
         }"#);
         assert_eq!(d.annotations.len(), 2);
-        assert_eq!(d.annotations[1].id, Some(100));
+        assert_eq!(d.annotations[1].area, 9.0);
         assert!(d.annotations[1].iscrowd);
         assert_eq!(
             d.categories,
@@ -1137,7 +1090,11 @@ mod tests {
                 {{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}}],
               {CATS}}}"#
         ));
-        assert!(d.annotations.iter().all(|a| a.id.is_none()));
+        assert_eq!(
+            d.annotations.len(),
+            3,
+            "odd ids neither fail the load nor drop anything"
+        );
     }
 
     #[test]
