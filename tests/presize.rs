@@ -460,3 +460,120 @@ fn shard_folder_in_shard_folder_out() {
     assert_eq!(m["complete"], json!(true));
     assert!(out.join("label_map.pbtxt").is_file());
 }
+
+/// Every record of every `.lmdb` shard directory in `dir`, in shard-name order.
+fn lmdb_records(dir: &Path) -> Vec<Vec<u8>> {
+    let mut shards: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "lmdb"))
+        .collect();
+    shards.sort();
+    let mut out = Vec::new();
+    for s in shards {
+        dsprep::shard::lmdb::for_each_record(&s, |_, _, v| out.push(v.to_vec())).unwrap();
+    }
+    out
+}
+
+#[test]
+fn lmdb_shard_folder_in_lmdb_out_and_shortest_mode() {
+    use dsprep::shard::example::Example;
+    use dsprep::shard::od_example::keys;
+    let d = tempfile::tempdir().unwrap();
+    let conv = d.path().join("conv");
+    let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+        .args(["convert", "--quiet", "--shards", "2", "--format", "lmdb"])
+        .arg(fixture())
+        .arg(&conv)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o)); // bad images skipped
+    let before = lmdb_records(&conv);
+    assert!(before.len() >= 4, "fixture gives several records");
+    for (mode, size) in [("longest", 32u32), ("shortest", 24)] {
+        let out = d.path().join(mode);
+        let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+            .args(["presize", "--quiet", "--json", "--mode", mode])
+            .args(["--size", &size.to_string()])
+            .arg(&conv)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", text(&o));
+        let after = lmdb_records(&out);
+        assert_eq!(before.len(), after.len(), "{mode}");
+        let mut resized = 0;
+        for (a, b) in before.iter().zip(&after) {
+            let (ea, eb) = (Example::decode(a).unwrap(), Example::decode(b).unwrap());
+            let int = |e: &Example<'_>, k| e.get_int64s(k).unwrap()[0] as u32;
+            let (w0, h0) = (int(&ea, keys::WIDTH), int(&ea, keys::HEIGHT));
+            let img = &eb.get_bytes(keys::ENCODED).unwrap()[0];
+            let h = parse_jpeg_header(img).unwrap();
+            assert_eq!(
+                (h.width, h.height),
+                (int(&eb, keys::WIDTH), int(&eb, keys::HEIGHT))
+            );
+            let limit = if mode == "longest" {
+                w0.max(h0)
+            } else {
+                w0.min(h0)
+            };
+            let got = if mode == "longest" {
+                h.width.max(h.height)
+            } else {
+                h.width.min(h.height)
+            };
+            if limit > size {
+                resized += 1;
+                assert!(
+                    got.abs_diff(size) <= 1,
+                    "{mode}: {w0}x{h0} -> {}x{}",
+                    h.width,
+                    h.height
+                );
+            } else {
+                assert_eq!(a, b, "{mode}: within the limit, record byte-identical");
+            }
+            for k in [keys::XMIN, keys::XMAX, keys::YMIN, keys::YMAX] {
+                assert_eq!(ea.get_floats(k), eb.get_floats(k), "{mode}");
+            }
+        }
+        assert!(resized > 0, "{mode}: something was resized");
+        let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+            .args(["verify", "--quiet", "--decode"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{mode}: {}", text(&o));
+        let m = json_file(&out.join("manifest.json"));
+        assert_eq!(m["options"]["format"], json!("lmdb"));
+        assert_eq!(m["options"]["presize"], json!(size));
+        let want_mode = if mode == "shortest" {
+            json!("shortest")
+        } else {
+            Value::Null
+        };
+        assert_eq!(m["options"]["presize_mode"], want_mode);
+        // --resume of a finished run keeps every shard and gives the same bytes.
+        let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+            .args(["presize", "--quiet", "--resume", "--mode", mode])
+            .args(["--size", &size.to_string()])
+            .arg(&conv)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{mode} resume: {}", text(&o));
+        assert_eq!(lmdb_records(&out), after, "{mode}: resume changes nothing");
+        // --overwrite replaces LMDB shard directories.
+        let o = Command::new(env!("CARGO_BIN_EXE_dsprep"))
+            .args(["presize", "--quiet", "--overwrite", "--mode", mode])
+            .args(["--size", &size.to_string()])
+            .arg(&conv)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{mode} overwrite: {}", text(&o));
+        assert_eq!(lmdb_records(&out), after, "{mode}: deterministic");
+    }
+}

@@ -635,10 +635,11 @@ mod shards {
     use crate::cmd::progress::Progress;
     use crate::image::presize::{memory_estimate, presize_image, Change};
     use crate::shard::example::Example;
+    use crate::shard::lmdb::for_each_record;
     use crate::shard::manifest::{ImageNote, Manifest, ShardEntry};
     use crate::shard::od_example::keys;
     use crate::shard::tfrecord::RecordReader;
-    use crate::shard::writer::{create_tfrecord_sink, shard_checksum};
+    use crate::shard::writer::{create_lmdb_sink, create_tfrecord_sink, shard_checksum, ShardSink};
     use anyhow::{bail, Context, Result};
     use rayon::prelude::*;
     use sha2::{Digest, Sha256};
@@ -738,75 +739,135 @@ mod shards {
         bytes_out: u64,
     }
 
+    /// Presizes one window of records in parallel and appends the results in order.
+    #[allow(clippy::too_many_arguments)]
+    fn presize_window(
+        plan: &PresizePlan,
+        input: &Path,
+        window: &[Vec<u8>],
+        sink: &mut dyn ShardSink,
+        counts: &mut ShardCounts,
+        budget: &Budget,
+        progress: &Progress,
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        let outcomes: Vec<RecordOutcome> = window
+            .par_iter()
+            .map(|p| presize_record(p, plan, budget))
+            .collect();
+        for (payload, o) in window.iter().zip(outcomes) {
+            counts.bytes_in += payload.len() as u64;
+            match o {
+                RecordOutcome::Same => {
+                    counts.passed += 1;
+                    counts.bytes_out += payload.len() as u64;
+                    sink.append(payload)?;
+                }
+                RecordOutcome::Rewritten { payload: p, change } => {
+                    if change == Change::Resized {
+                        counts.resized += 1;
+                    } else {
+                        counts.same_size += 1;
+                    }
+                    counts.bytes_out += p.len() as u64;
+                    sink.append(&p)?;
+                }
+                RecordOutcome::Failed { note } => {
+                    if plan.strict {
+                        cancel.store(true, Ordering::Relaxed);
+                        bail!(
+                            "--strict: {} record {:?} (id {}): {}",
+                            input.display(),
+                            note.file_name,
+                            note.image_id,
+                            note.reason
+                        );
+                    }
+                    counts.failed.push(note);
+                }
+            }
+            progress.add(1, payload.len() as u64);
+        }
+        if cancel.load(Ordering::Relaxed) {
+            bail!("cancelled");
+        }
+        Ok(())
+    }
+
+    /// Presizes one input shard (TFRecord file or LMDB directory) into a shard of the same
+    /// format and name under the output folder, a window of records at a time.
     fn presize_shard(
         plan: &PresizePlan,
         input: &Path,
+        lmdb: bool,
         stem: &str,
         budget: &Budget,
         progress: &Progress,
         cancel: &AtomicBool,
     ) -> Result<(crate::shard::writer::ShardInfo, ShardCounts)> {
-        let file = std::fs::File::open(input)
-            .with_context(|| format!("{}: cannot open", input.display()))?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mut reader =
-            RecordReader::with_len(std::io::BufReader::with_capacity(1 << 20, file), len);
-        let mut sink = create_tfrecord_sink(&plan.out_dir, stem)?;
+        let mut sink = if lmdb {
+            create_lmdb_sink(&plan.out_dir, stem)?
+        } else {
+            create_tfrecord_sink(&plan.out_dir, stem)?
+        };
         let mut counts = ShardCounts::default();
-        loop {
+        let mut run = |window: &[Vec<u8>], sink: &mut Box<dyn ShardSink>| {
+            presize_window(
+                plan,
+                input,
+                window,
+                sink.as_mut(),
+                &mut counts,
+                budget,
+                progress,
+                cancel,
+            )
+        };
+        if lmdb {
+            // The reader hands records to a callback inside one read transaction: gather a
+            // window there, stop at the first error.
             let mut window = Vec::with_capacity(WINDOW);
-            while window.len() < WINDOW {
-                let mut buf = Vec::new();
-                match reader.next_into(&mut buf) {
-                    Ok(Some(_)) => window.push(buf),
-                    Ok(None) => break,
-                    Err(e) => bail!("{}: {e}", input.display()),
+            let mut failed: Option<anyhow::Error> = None;
+            for_each_record(input, |_, _, value| {
+                if failed.is_some() {
+                    return;
                 }
-            }
-            if window.is_empty() {
-                break;
-            }
-            let outcomes: Vec<RecordOutcome> = window
-                .par_iter()
-                .map(|p| presize_record(p, plan, budget))
-                .collect();
-            for (payload, o) in window.iter().zip(outcomes) {
-                counts.bytes_in += payload.len() as u64;
-                match o {
-                    RecordOutcome::Same => {
-                        counts.passed += 1;
-                        counts.bytes_out += payload.len() as u64;
-                        sink.append(payload)?;
+                window.push(value.to_vec());
+                if window.len() == WINDOW {
+                    if let Err(e) = run(&window, &mut sink) {
+                        failed = Some(e);
                     }
-                    RecordOutcome::Rewritten { payload: p, change } => {
-                        if change == Change::Resized {
-                            counts.resized += 1;
-                        } else {
-                            counts.same_size += 1;
-                        }
-                        counts.bytes_out += p.len() as u64;
-                        sink.append(&p)?;
-                    }
-                    RecordOutcome::Failed { note } => {
-                        if plan.strict {
-                            cancel.store(true, Ordering::Relaxed);
-                            bail!(
-                                "--strict: {} record {:?} (id {}): {}",
-                                input.display(),
-                                note.file_name,
-                                note.image_id,
-                                note.reason
-                            );
-                        }
-                        counts.failed.push(note);
+                    window.clear();
+                }
+            })
+            .with_context(|| format!("{}: cannot read", input.display()))?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            run(&window, &mut sink)?;
+        } else {
+            let file = std::fs::File::open(input)
+                .with_context(|| format!("{}: cannot open", input.display()))?;
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let mut reader =
+                RecordReader::with_len(std::io::BufReader::with_capacity(1 << 20, file), len);
+            loop {
+                let mut window = Vec::with_capacity(WINDOW);
+                while window.len() < WINDOW {
+                    let mut buf = Vec::new();
+                    match reader.next_into(&mut buf) {
+                        Ok(Some(_)) => window.push(buf),
+                        Ok(None) => break,
+                        Err(e) => bail!("{}: {e}", input.display()),
                     }
                 }
-                progress.add(1, payload.len() as u64);
-            }
-            if cancel.load(Ordering::Relaxed) {
-                bail!("cancelled");
+                if window.is_empty() {
+                    break;
+                }
+                run(&window, &mut sink)?;
             }
         }
+        drop(run);
         Ok((sink.finish()?, counts))
     }
 
@@ -815,14 +876,14 @@ mod shards {
         let Some(input) = Manifest::load(dir)? else {
             bail!("{}: no manifest.json", dir.display());
         };
-        if input.options.format != "tfrecord" {
-            bail!(
-                "{}: presize reads TFRecord shard folders; this one is {:?} (presize the COCO \
-                 folder, or convert with --presize)",
-                dir.display(),
-                input.options.format
-            );
-        }
+        let lmdb = match input.options.format.as_str() {
+            "tfrecord" => false,
+            "lmdb" => true,
+            other => bail!(
+                "{}: manifest says format {other:?}; presize reads tfrecord or lmdb shard folders",
+                dir.display()
+            ),
+        };
         if !input.complete {
             bail!(
                 "{}: the conversion there is not complete (manifest complete: false); finish \
@@ -831,9 +892,10 @@ mod shards {
             );
         }
         let out = &plan.out_dir;
-        if plan.options.target.fit != crate::image::resize::Fit::Longest {
-            bail!("shard folders record a longest-side limit only: use --mode longest");
-        }
+        let mode = match plan.options.target.fit {
+            crate::image::resize::Fit::Longest => None, // the default, not written
+            crate::image::resize::Fit::Shortest => Some("shortest".to_string()),
+        };
         let previous = Manifest::load(out).ok().flatten();
         match plan.output_mode {
             OutputMode::Fresh => {}
@@ -845,7 +907,13 @@ mod shards {
             OutputMode::Overwrite => {
                 if let Some(prev) = &previous {
                     for s in prev.splits.iter().flat_map(|s| &s.shards) {
-                        let _ = std::fs::remove_file(out.join(&s.info.file));
+                        let path = out.join(&s.info.file);
+                        // An LMDB shard is a directory.
+                        let _ = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
                         if let Some(idx) = &s.info.index {
                             let _ = std::fs::remove_file(out.join(idx));
                         }
@@ -858,6 +926,7 @@ mod shards {
         let mut manifest = input.clone();
         manifest.complete = false;
         manifest.options.presize = Some(plan.options.target.size);
+        manifest.options.presize_mode = mode.clone();
         for s in &mut manifest.splits {
             s.shards.clear();
             s.records = 0;
@@ -875,7 +944,9 @@ mod shards {
                 return None;
             }
             let prev = previous.as_ref()?;
-            if prev.options.presize != Some(plan.options.target.size) {
+            if prev.options.presize != Some(plan.options.target.size)
+                || prev.options.presize_mode != mode
+            {
                 return None;
             }
             let e = prev
@@ -914,10 +985,20 @@ mod shards {
                         };
                         return Ok((si, k, e, c));
                     }
-                    let stem = file.strip_suffix(".tfrecord").unwrap_or(file);
-                    let (info, counts) =
-                        presize_shard(plan, &dir.join(file), stem, &budget, &progress, &cancel)
-                            .inspect_err(|_| cancel.store(true, Ordering::Relaxed))?;
+                    let stem = file
+                        .strip_suffix(".tfrecord")
+                        .or_else(|| file.strip_suffix(".lmdb"))
+                        .unwrap_or(file);
+                    let (info, counts) = presize_shard(
+                        plan,
+                        &dir.join(file),
+                        lmdb,
+                        stem,
+                        &budget,
+                        &progress,
+                        &cancel,
+                    )
+                    .inspect_err(|_| cancel.store(true, Ordering::Relaxed))?;
                     let mut entry = src.clone();
                     entry.info = info;
                     entry.counts.records = entry.info.records;

@@ -42,8 +42,12 @@ pub struct ManifestOptions {
     /// Requested shard count, when sharding by count.
     pub shards: Option<u32>,
     pub decode_check: bool,
-    /// Longest side limit applied while converting.
+    /// Size limit applied to the images (convert --presize, or presize of a shard folder).
     pub presize: Option<u32>,
+    /// How `presize` applies: absent = longest side at most `presize` (convert --presize and
+    /// the default of `dsprep presize`), "shortest" = shorter side equal to it (never upscaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub presize_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

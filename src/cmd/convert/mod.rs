@@ -395,6 +395,7 @@ fn manifest_options(plan: &ConvertPlan) -> ManifestOptions {
         shards,
         decode_check: plan.decode_check,
         presize: plan.presize,
+        presize_mode: None,
     }
 }
 
