@@ -867,7 +867,6 @@ mod shards {
                 run(&window, &mut sink)?;
             }
         }
-        drop(run);
         Ok((sink.finish()?, counts))
     }
 
