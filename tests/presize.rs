@@ -369,16 +369,21 @@ fn bad_invocations_fail_before_work() {
     assert!(!fixture().join("nested-out").exists());
 }
 
-/// Every record of every `.tfrecord` in `dir`, in shard-name order.
-fn records(dir: &Path) -> Vec<Vec<u8>> {
+/// The entries of `dir` ending in `.ext` (shard files or LMDB shard directories), sorted.
+fn shards_with(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut shards: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "tfrecord"))
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
         .collect();
     shards.sort();
+    shards
+}
+
+/// Every record of every `.tfrecord` in `dir`, in shard-name order.
+fn records(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for s in shards {
+    for s in shards_with(dir, "tfrecord") {
         let bytes = std::fs::read(&s).unwrap();
         for r in dsprep::shard::tfrecord::iter_slice(&bytes) {
             out.push(r.unwrap().1.to_vec());
@@ -463,14 +468,8 @@ fn shard_folder_in_shard_folder_out() {
 
 /// Every record of every `.lmdb` shard directory in `dir`, in shard-name order.
 fn lmdb_records(dir: &Path) -> Vec<Vec<u8>> {
-    let mut shards: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "lmdb"))
-        .collect();
-    shards.sort();
     let mut out = Vec::new();
-    for s in shards {
+    for s in shards_with(dir, "lmdb") {
         dsprep::shard::lmdb::for_each_record(&s, |_, _, v| out.push(v.to_vec())).unwrap();
     }
     out
