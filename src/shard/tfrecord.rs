@@ -88,8 +88,8 @@ pub fn header(len: u64) -> [u8; HEADER_LEN] {
 }
 
 /// Frames `payload` into `w` and returns the framed size (`payload.len() + 16`), which is the
-/// `size` column of the index. Three writes, no copy of the payload: callers pass a `BufWriter`
-/// (large payloads go straight through it).
+/// `size` column of the index. Three writes, no copy of the payload. (The shard sinks in
+/// `writer.rs` frame records themselves, from payload pieces that are never joined.)
 pub fn write_record<W: Write>(w: &mut W, payload: &[u8]) -> io::Result<u64> {
     let len = payload.len() as u64;
     w.write_all(&header(len))?;
