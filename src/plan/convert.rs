@@ -131,30 +131,4 @@ mod tests {
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("0").is_err());
     }
-
-    #[test]
-    fn non_empty_output_needs_a_flag() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            output_mode(d.path(), false, false).unwrap(),
-            OutputMode::Fresh
-        );
-        std::fs::write(d.path().join("x"), b"1").unwrap();
-        assert!(matches!(
-            output_mode(d.path(), false, false),
-            Err(PlanError::OutputNotEmpty(_))
-        ));
-        assert_eq!(
-            output_mode(d.path(), true, false).unwrap(),
-            OutputMode::Overwrite
-        );
-        assert_eq!(
-            output_mode(d.path(), false, true).unwrap(),
-            OutputMode::Resume
-        );
-        assert_eq!(
-            output_mode(&d.path().join("new"), false, true).unwrap(),
-            OutputMode::Fresh
-        );
-    }
 }

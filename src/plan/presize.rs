@@ -165,25 +165,6 @@ mod tests {
     }
 
     #[test]
-    fn non_empty_output_needs_a_flag() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            output_mode(d.path(), false, false).unwrap(),
-            OutputMode::Fresh
-        );
-        std::fs::write(d.path().join("x"), b"1").unwrap();
-        assert!(output_mode(d.path(), false, false).is_err());
-        assert_eq!(
-            output_mode(d.path(), true, false).unwrap(),
-            OutputMode::Overwrite
-        );
-        assert_eq!(
-            output_mode(d.path(), false, true).unwrap(),
-            OutputMode::Resume
-        );
-    }
-
-    #[test]
     fn shard_folder_is_recognised_by_its_manifest() {
         let d = tempfile::tempdir().unwrap();
         assert!(!is_shard_folder(d.path()));
