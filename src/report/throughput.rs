@@ -58,6 +58,19 @@ pub struct Verdict {
     pub headroom: f64,
 }
 
+impl Verdict {
+    /// Judges a median rate (and its slowest interval) against a target rate.
+    fn new(target_ips: f64, median_ips: f64, min_interval_ips: f64) -> Self {
+        Verdict {
+            target_ips,
+            median_ips,
+            min_interval_ips,
+            keeps_up: median_ips >= target_ips,
+            headroom: median_ips / target_ips,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ThroughputReport {
     pub dir: String,
@@ -192,13 +205,7 @@ impl ThroughputReport {
             tuning: gpu.then(|| cfg.gpu.clone()),
             bad_record_count: r.bad_record_count,
             bad_records: r.bad_records.clone(),
-            target: target_ips.map(|t| Verdict {
-                target_ips: t,
-                median_ips: ips,
-                min_interval_ips: min_iv,
-                keeps_up: ips >= t,
-                headroom: ips / t,
-            }),
+            target: target_ips.map(|t| Verdict::new(t, ips, min_iv)),
             notes,
             per_gpu: Vec::new(),
             aggregate: None,
@@ -313,13 +320,7 @@ impl ThroughputReport {
             tuning: first.and_then(|r| r.tuning.clone()),
             bad_record_count: sumu(&|r| r.bad_record_count),
             bad_records: bad,
-            target: target_ips.map(|t| Verdict {
-                target_ips: t,
-                median_ips: ips,
-                min_interval_ips: min_iv,
-                keeps_up: ips >= t,
-                headroom: ips / t,
-            }),
+            target: target_ips.map(|t| Verdict::new(t, ips, min_iv)),
             notes,
             per_gpu: rows,
             aggregate: Some(AGGREGATE_RULE.to_string()),
