@@ -201,16 +201,18 @@ impl<R: Read> JsonStream<R> {
     /// An error at `buf[at]`, with whole-file line/column and the text just before it.
     fn error_at(&self, at: usize, message: String) -> StreamError {
         let before = &self.buf[..at.min(self.buf.len())];
-        let (line, column) = match memchr::memrchr(b'\n', before) {
+        // The error's line: its text in the buffer, its number, its column.
+        let (line_text, line, column) = match memchr::memrchr(b'\n', before) {
             Some(nl) => (
+                &before[nl + 1..],
                 self.dropped_lines + memchr::memchr_iter(b'\n', before).count() + 1,
                 before.len() - nl - 1,
             ),
-            None => (self.dropped_lines + 1, self.dropped_column + before.len()),
-        };
-        let line_text = match memchr::memrchr(b'\n', before) {
-            Some(nl) => &before[nl + 1..],
-            None => before,
+            None => (
+                before,
+                self.dropped_lines + 1,
+                self.dropped_column + before.len(),
+            ),
         };
         let snippet = &line_text[line_text.len().saturating_sub(40)..];
         let text = String::from_utf8_lossy(snippet).trim().to_string();
