@@ -739,18 +739,28 @@ mod shards {
         bytes_out: u64,
     }
 
+    /// What every shard job of one run shares.
+    struct ShardRun<'a> {
+        plan: &'a PresizePlan,
+        budget: &'a Budget,
+        progress: &'a Progress,
+        cancel: &'a AtomicBool,
+    }
+
     /// Presizes one window of records in parallel and appends the results in order.
-    #[allow(clippy::too_many_arguments)]
     fn presize_window(
-        plan: &PresizePlan,
+        run: &ShardRun<'_>,
         input: &Path,
         window: &[Vec<u8>],
         sink: &mut dyn ShardSink,
         counts: &mut ShardCounts,
-        budget: &Budget,
-        progress: &Progress,
-        cancel: &AtomicBool,
     ) -> Result<()> {
+        let ShardRun {
+            plan,
+            budget,
+            progress,
+            cancel,
+        } = *run;
         let outcomes: Vec<RecordOutcome> = window
             .par_iter()
             .map(|p| presize_record(p, plan, budget))
@@ -797,14 +807,12 @@ mod shards {
     /// Presizes one input shard (TFRecord file or LMDB directory) into a shard of the same
     /// format and name under the output folder, a window of records at a time.
     fn presize_shard(
-        plan: &PresizePlan,
+        job: &ShardRun<'_>,
         input: &Path,
         lmdb: bool,
         stem: &str,
-        budget: &Budget,
-        progress: &Progress,
-        cancel: &AtomicBool,
     ) -> Result<(crate::shard::writer::ShardInfo, ShardCounts)> {
+        let plan = job.plan;
         let mut sink = if lmdb {
             create_lmdb_sink(&plan.out_dir, stem)?
         } else {
@@ -812,16 +820,7 @@ mod shards {
         };
         let mut counts = ShardCounts::default();
         let mut run = |window: &[Vec<u8>], sink: &mut Box<dyn ShardSink>| {
-            presize_window(
-                plan,
-                input,
-                window,
-                sink.as_mut(),
-                &mut counts,
-                budget,
-                progress,
-                cancel,
-            )
+            presize_window(job, input, window, sink.as_mut(), &mut counts)
         };
         if lmdb {
             // The reader hands records to a callback inside one read transaction: gather a
@@ -988,16 +987,14 @@ mod shards {
                         .strip_suffix(".tfrecord")
                         .or_else(|| file.strip_suffix(".lmdb"))
                         .unwrap_or(file);
-                    let (info, counts) = presize_shard(
+                    let job = ShardRun {
                         plan,
-                        &dir.join(file),
-                        lmdb,
-                        stem,
-                        &budget,
-                        &progress,
-                        &cancel,
-                    )
-                    .inspect_err(|_| cancel.store(true, Ordering::Relaxed))?;
+                        budget: &budget,
+                        progress: &progress,
+                        cancel: &cancel,
+                    };
+                    let (info, counts) = presize_shard(&job, &dir.join(file), lmdb, stem)
+                        .inspect_err(|_| cancel.store(true, Ordering::Relaxed))?;
                     let mut entry = src.clone();
                     entry.info = info;
                     entry.counts.records = entry.info.records;
