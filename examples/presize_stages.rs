@@ -1,7 +1,7 @@
 //! Where presize spends its time, and how close its resize is to an ideal one.
 //!
 //! `cargo run --release --example presize_stages -- DIR [--size 704] [--quality 90] [--count N]
-//!  [--denom auto|1|2|4|8] [--chroma direct|box|onepass] [--psnr]`
+//!  [--denom auto|1|2|4|8] [--chroma direct|box|onepass] [--decoder ours|libjpeg] [--psnr]`
 //!
 //! Single thread, files read into memory first. For each JPEG: reduced DCT decode to planes,
 //! Lanczos3 plane resize, 4:2:0 encode — the same calls `presize_image` makes — timed
@@ -13,7 +13,7 @@
 use dsprep::image::encode::encode_ycc420;
 use dsprep::image::presize::{resize_ycc_to_420, ChromaPath, CHROMA};
 use dsprep::image::resize::{replicate_edges, Target};
-use dsprep::image::scaled_decode::{choose_denom, decode_scaled, Layout};
+use dsprep::image::scaled_decode::{choose_denom, decode_scaled, decode_scaled_libjpeg, Layout};
 use fast_image_resize as fir;
 use std::time::Instant;
 
@@ -113,6 +113,8 @@ fn main() {
     let count: usize = arg(&args, "--count", usize::MAX);
     let denom_arg: String = arg(&args, "--denom", "auto".to_string());
     let want_psnr = args.iter().any(|a| a == "--psnr");
+    // `--decoder libjpeg`: libjpeg-turbo only (no reduced_jpeg fast path), for A/B timing.
+    let libjpeg_only = arg(&args, "--decoder", String::new()) == "libjpeg";
     let chroma = match arg(&args, "--chroma", String::new()).as_str() {
         "direct" => ChromaPath::Direct,
         "box" => ChromaPath::FullThenBox,
@@ -131,6 +133,10 @@ fn main() {
         .map(|p| std::fs::read(p).expect("read"))
         .collect();
     let target = Target::longest(size);
+    if args.iter().any(|a| a == "--compare-decoders") {
+        compare_decoders(&data, target);
+        return;
+    }
     let (mut t_dec, mut t_res, mut t_enc) = (0f64, 0f64, 0f64);
     let (mut py, mut pc) = (Vec::new(), Vec::new());
     let mut denoms = std::collections::BTreeMap::new();
@@ -147,7 +153,12 @@ fn main() {
         };
         *denoms.entry(denom).or_insert(0) += 1;
         let t0 = Instant::now();
-        let mut d = decode_scaled(bytes, denom, 1 << 30).expect("decode");
+        let mut d = if libjpeg_only {
+            decode_scaled_libjpeg(bytes, denom, 1 << 30)
+        } else {
+            decode_scaled(bytes, denom, 1 << 30)
+        }
+        .expect("decode");
         let t1 = Instant::now();
         assert_eq!(d.layout, Layout::Ycc, "bench expects YCbCr JPEGs");
         for (p, e) in d.planes.iter_mut().zip(&d.extents) {
@@ -194,4 +205,40 @@ fn main() {
             v[v.len() - 1]
         );
     }
+}
+
+/// `--compare-decoders`: decode time only, the fast path and libjpeg-turbo alternating image by
+/// image (so host speed drift hits both alike), best of 3 passes each.
+fn compare_decoders(data: &[Vec<u8>], target: Target) {
+    let mut best = [f64::MAX; 2];
+    for _ in 0..3 {
+        let mut t = [0f64; 2];
+        for bytes in data {
+            let hdr = dsprep::image::parse_jpeg_header(bytes).expect("header");
+            let Some((ow, oh)) = target.output_size(hdr.width, hdr.height) else {
+                continue;
+            };
+            let denom = choose_denom(hdr.width, hdr.height, ow, oh);
+            for (i, slot) in t.iter_mut().enumerate() {
+                let t0 = Instant::now();
+                let d = if i == 0 {
+                    decode_scaled_libjpeg(bytes, denom, 1 << 30)
+                } else {
+                    decode_scaled(bytes, denom, 1 << 30)
+                };
+                std::hint::black_box(d.expect("decode"));
+                *slot += t0.elapsed().as_secs_f64();
+            }
+        }
+        for i in 0..2 {
+            best[i] = best[i].min(t[i]);
+        }
+    }
+    let n = data.len().max(1) as f64;
+    println!(
+        "decode per image: libjpeg-turbo {:.2} ms, ours {:.2} ms ({:.2}x)",
+        best[0] / n * 1e3,
+        best[1] / n * 1e3,
+        best[0] / best[1]
+    );
 }

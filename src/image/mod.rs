@@ -15,6 +15,7 @@ pub mod sniff;
 // presize (fast reduced decode → plane resize → turbojpeg encode)
 pub mod encode;
 pub mod presize;
+mod reduced_jpeg;
 pub mod resize;
 pub mod scaled_decode;
 

@@ -10,6 +10,7 @@
 //! YCbCr and gray JPEGs decode to raw planes (no colour conversion, no chroma upsampling):
 //! `presize` resizes the planes and encodes them straight back as 4:2:0.
 
+use super::reduced_jpeg;
 use super::resize::Plane;
 use super::sniff::ImageFormat;
 use super::ImageError;
@@ -90,6 +91,22 @@ fn pad(v: usize, m: usize) -> usize {
 /// decoded size *and*, for progressive files (which hold every coefficient of the full image
 /// in memory), the full size.
 pub fn decode_scaled(bytes: &[u8], denom: u32, max_pixels: u64) -> Result<Decoded, ImageError> {
+    with_decompressor(|dec| decode_with(dec, bytes, denom, max_pixels, true))
+}
+
+/// [`decode_scaled`] by libjpeg-turbo alone (no [`reduced_jpeg`] fast path): the reference the
+/// fast path is tested and benchmarked against.
+pub fn decode_scaled_libjpeg(
+    bytes: &[u8],
+    denom: u32,
+    max_pixels: u64,
+) -> Result<Decoded, ImageError> {
+    with_decompressor(|dec| decode_with(dec, bytes, denom, max_pixels, false))
+}
+
+fn with_decompressor<T>(
+    f: impl FnOnce(&mut Decompressor) -> Result<T, ImageError>,
+) -> Result<T, ImageError> {
     DECOMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.is_none() {
@@ -98,7 +115,7 @@ pub fn decode_scaled(bytes: &[u8], denom: u32, max_pixels: u64) -> Result<Decode
         let Some(dec) = slot.as_mut() else {
             return Err(ImageError::decode(ImageFormat::Jpeg, "no decompressor"));
         };
-        decode_with(dec, bytes, denom, max_pixels)
+        f(dec)
     })
 }
 
@@ -107,6 +124,7 @@ fn decode_with(
     bytes: &[u8],
     denom: u32,
     max_pixels: u64,
+    fast_path: bool,
 ) -> Result<Decoded, ImageError> {
     let header = dec.read_header(bytes).map_err(tj_err)?;
     let (w, h) = (header.width, header.height);
@@ -130,6 +148,21 @@ fn decode_with(
     let (ew, eh) = (w as f64 / denom as f64, h as f64 / denom as f64);
 
     let raw_planes = matches!(header.colorspace, Colorspace::YCbCr | Colorspace::Gray);
+    // libjpeg-turbo has read the markers and decided the colour space (JFIF, Adobe transform,
+    // component ids); the fast path takes baseline files it calls YCbCr or gray, and checks
+    // that its own reading of the frame agrees.
+    if fast_path && raw_planes && denom > 1 && !header.is_progressive {
+        let want = if header.colorspace == Colorspace::Gray {
+            Layout::Gray
+        } else {
+            Layout::Ycc
+        };
+        if let Some(d) = reduced_jpeg::decode_reduced(bytes, denom, max_pixels) {
+            if d.layout == want {
+                return Ok(d);
+            }
+        }
+    }
     if let (true, Some((fx, fy))) = (raw_planes, factors(header.subsamp)) {
         let len = turbojpeg::yuv_pixels_len(sw, 1, sh, header.subsamp).map_err(tj_err)?;
         let mut yuv = YuvImage {
