@@ -52,6 +52,15 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Make at least `n` (≤ [`MAX_CODE_AND_VALUE`]) bits available: the hot loops ask only
+    /// for what a table lookup needs, so they refill every four or five codes, not every two.
+    #[inline(always)]
+    pub fn ensure_at_least(&mut self, n: u32) {
+        if self.cnt < n {
+            self.refill();
+        }
+    }
+
     /// Top up to at least 56 bits whatever is left: in the hot loops this beats testing the
     /// count first, whose outcome changes every two or three codes and is mispredicted.
     #[inline(always)]

@@ -168,7 +168,7 @@ impl HuffTable {
     ) -> Result<(), HuffError> {
         let mut k = 1usize;
         while k <= last {
-            r.ensure();
+            r.ensure_at_least(FAST_BITS);
             let e = self.ac[(r.word() >> (64 - FAST_BITS)) as usize];
             let kind = (e >> 6) & 3;
             if kind == KIND_COMPLETE {
@@ -178,6 +178,8 @@ impl HuffTable {
                 k += 1;
                 continue;
             }
+            // Longer codes or values: top up (appends below the bits already looked at).
+            r.ensure();
             let (run, size);
             if e != 0 {
                 r.consume_masked(e);
@@ -209,7 +211,7 @@ impl HuffTable {
             k += 1;
         }
         while k < 64 {
-            r.ensure();
+            r.ensure_at_least(PACK_BITS);
             let m = u32::from(self.skip_many[(r.word() >> (64 - PACK_BITS)) as usize]);
             let (advance, eob) = (((m >> 4) & 127) as usize, ((m >> 11) & 1) as usize);
             // Only when every skipped code still belongs to this block (an EOB needs k < 64
@@ -222,6 +224,7 @@ impl HuffTable {
                 }
                 continue;
             }
+            r.ensure();
             let e = self.skip[(r.word() >> (64 - FAST_BITS)) as usize];
             if e != 0 {
                 r.consume_masked(e);

@@ -89,7 +89,7 @@ pub fn idct_into(b: &Basis, blk: &Block, out: &mut [u8], stride: usize, x0: usiz
         return;
     }
     if n == 4 {
-        idct4(&b.m, blk, out, stride, x0, y0);
+        idct4(blk, out, stride, x0, y0);
         return;
     }
     for y in 0..n {
@@ -109,34 +109,46 @@ pub fn idct_into(b: &Basis, blk: &Block, out: &mut [u8], stride: usize, x0: usiz
     }
 }
 
-/// N = 4, written as 4-lane row operations the compiler turns into SIMD.
+/// ½·C(u)·cos(uπ/8) terms of the 4-point basis (C(0) = 1/√2).
+const A: f32 = 0.353_553_4; // ½·cos(π/4)
+const B: f32 = 0.461_939_8; // ½·cos(π/8)
+const C: f32 = 0.191_341_7; // ½·cos(3π/8)
+
+/// The 4-point IDCT along the first index, four lanes at a time (even/odd butterfly: 6
+/// multiplies and 8 adds per lane instead of 16 and 12).
 #[inline(always)]
-fn idct4(m: &[[f32; 4]; 4], blk: &Block, out: &mut [u8], stride: usize, x0: usize, y0: usize) {
-    // Lane vectors over x: col[u][x] = m[x][u].
-    let col = |u: usize| [m[0][u], m[1][u], m[2][u], m[3][u]];
-    let cols = [col(0), col(1), col(2), col(3)];
-    // Horizontal pass: t[v][x] = Σ_u F[v][u]·m[x][u].
-    let mut t = [[0f32; 4]; 4];
-    for v in 0..4 {
-        for u in 0..4 {
-            let f = blk[v * 4 + u] as f32;
-            for x in 0..4 {
-                t[v][x] += f * cols[u][x];
-            }
-        }
+fn pass4(r: &[[f32; 4]; 4]) -> [[f32; 4]; 4] {
+    let mut o = [[0f32; 4]; 4];
+    for l in 0..4 {
+        let e0 = A * (r[0][l] + r[2][l]);
+        let e1 = A * (r[0][l] - r[2][l]);
+        let o0 = B * r[1][l] + C * r[3][l];
+        let o1 = C * r[1][l] - B * r[3][l];
+        o[0][l] = e0 + o0;
+        o[1][l] = e1 + o1;
+        o[2][l] = e1 - o1;
+        o[3][l] = e0 - o0;
     }
-    // Vertical pass: out[y][x] = Σ_v m[y][v]·t[v][x].
-    for (y, my) in m.iter().enumerate() {
-        let mut r = [0f32; 4];
-        for (tv, &w) in t.iter().zip(my) {
-            for (acc, &tx) in r.iter_mut().zip(tv) {
-                *acc += w * tx;
-            }
-        }
+    o
+}
+
+#[inline(always)]
+fn transpose4(m: &[[f32; 4]; 4]) -> [[f32; 4]; 4] {
+    std::array::from_fn(|i| std::array::from_fn(|j| m[j][i]))
+}
+
+/// N = 4: vertical pass, transpose, horizontal pass, transpose back to rows.
+#[inline(always)]
+fn idct4(blk: &Block, out: &mut [u8], stride: usize, x0: usize, y0: usize) {
+    let rows: [[f32; 4]; 4] =
+        std::array::from_fn(|v| std::array::from_fn(|u| blk[v * 4 + u] as f32));
+    let cols = pass4(&transpose4(&pass4(&rows)));
+    let px = transpose4(&cols);
+    for (y, r) in px.iter().enumerate() {
         let at = (y0 + y) * stride + x0;
         if let Some(row) = out.get_mut(at..at + 4) {
-            for (px, &v) in row.iter_mut().zip(&r) {
-                *px = to_u8(v);
+            for (p, &v) in row.iter_mut().zip(r) {
+                *p = to_u8(v);
             }
         }
     }
@@ -177,6 +189,29 @@ mod tests {
                     (f64::from(out[y * 4 + x]) - want).abs() <= 1.0,
                     "x={x} y={y}"
                 );
+            }
+        }
+    }
+
+    /// The butterfly 4×4 IDCT equals the plain basis sums.
+    #[test]
+    fn butterfly_matches_the_basis() {
+        let b = Basis::new(4);
+        let mut blk = [0i32; 32];
+        for (i, c) in blk.iter_mut().take(16).enumerate() {
+            *c = ((i as i32 * 37) % 29 - 14) * 9;
+        }
+        let mut fast = vec![0u8; 16];
+        idct4(&blk, &mut fast, 4, 0, 0);
+        for y in 0..4 {
+            for x in 0..4 {
+                let mut s = 0f32;
+                for v in 0..4 {
+                    for u in 0..4 {
+                        s += b.m[y][v] * b.m[x][u] * blk[v * 4 + u] as f32;
+                    }
+                }
+                assert_eq!(fast[y * 4 + x], to_u8(s), "({x},{y})");
             }
         }
     }
