@@ -7,7 +7,8 @@
 //!    keeps the input bytes, byte-identical, no generation loss;
 //! 3. DCT-domain reduced decode to raw Y/Cb/Cr planes at the largest 1/2ⁿ scale that keeps
 //!    [`HEADROOM`](super::scaled_decode::HEADROOM)× the output size
-//!    ([`decode_scaled`](super::scaled_decode::decode_scaled));
+//!    ([`decode_scaled`](super::scaled_decode::decode_scaled): our own decoder for baseline
+//!    files, libjpeg-turbo for the rest);
 //! 4. Lanczos3 on each plane over its exact picture extent, in stored orientation
 //!    ([`resize_ycc_to_420`]; chroma to the full output size, then 2×2 averaged, see [`CHROMA`]);
 //! 5. EXIF orientation applied to the small output planes ([`orient_plane`]); the tag is gone

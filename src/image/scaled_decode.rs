@@ -8,7 +8,9 @@
 //! reduced IDCT alone is a box-like filter that aliases.
 //!
 //! YCbCr and gray JPEGs decode to raw planes (no colour conversion, no chroma upsampling):
-//! `presize` resizes the planes and encodes them straight back as 4:2:0.
+//! `presize` resizes the planes and encodes them straight back as 4:2:0. Baseline Huffman files
+//! at 1/2, 1/4 and 1/8 take the faster [`reduced_jpeg`] path; libjpeg-turbo reads the header
+//! first (colour space, limits) and decodes everything the fast path hands back.
 
 use super::reduced_jpeg;
 use super::resize::Plane;

@@ -29,6 +29,13 @@ pub enum HuffError {
     BadCode,
 }
 
+/// Which coefficients a table codes (DHT's table class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Dc,
+    Ac,
+}
+
 pub struct HuffTable {
     /// `FAST_BITS` prefix → (length << 8 | symbol) for codes of at most `FAST_BITS` bits, else 0.
     sym: Box<[u16; FAST_SIZE]>,
@@ -63,8 +70,9 @@ pub fn extend(v: u32, size: u32) -> i32 {
 
 impl HuffTable {
     /// Build from a DHT's 16 counts and its symbols. `None` for tables no encoder could write
-    /// (more codes than fit, more than 256 symbols).
-    pub fn new(counts: &[u8; 16], symbols: &[u8]) -> Option<HuffTable> {
+    /// (more codes than fit, more than 256 symbols). The AC lookups (≈ 0.1 ms of work) are
+    /// built only for AC tables.
+    pub fn new(counts: &[u8; 16], symbols: &[u8], class: Class) -> Option<HuffTable> {
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         if total > 256 || symbols.len() != total {
             return None;
@@ -94,8 +102,10 @@ impl HuffTable {
                     for fill in 0..(1u32 << shift) {
                         let idx = ((code << shift) | fill) as usize;
                         t.sym[idx] = ((len << 8) | symbol) as u16;
-                        t.ac[idx] = ac_entry(len, symbol, fill, shift);
-                        t.skip[idx] = skip_entry(len, symbol);
+                        if class == Class::Ac {
+                            t.ac[idx] = ac_entry(len, symbol, fill, shift);
+                            t.skip[idx] = skip_entry(len, symbol);
+                        }
                     }
                 }
                 code += 1;
@@ -106,8 +116,10 @@ impl HuffTable {
             }
             code <<= 1;
         }
-        for (prefix, slot) in t.skip_many.iter_mut().enumerate() {
-            *slot = pack_entry(&t.maxcode, &t.offset, &t.symbols, prefix as u32);
+        if class == Class::Ac {
+            for (prefix, slot) in t.skip_many.iter_mut().enumerate() {
+                *slot = pack_entry(&t.maxcode, &t.offset, &t.symbols, prefix as u32);
+            }
         }
         Some(t)
     }
@@ -346,13 +358,13 @@ mod tests {
     fn oversubscribed_tables_are_refused() {
         let mut counts = [0u8; 16];
         counts[0] = 3; // three 1-bit codes
-        assert!(HuffTable::new(&counts, &[1, 2, 3]).is_none());
+        assert!(HuffTable::new(&counts, &[1, 2, 3], Class::Ac).is_none());
         counts[0] = 2;
         assert!(
-            HuffTable::new(&counts, &[1]).is_none(),
+            HuffTable::new(&counts, &[1], Class::Ac).is_none(),
             "count/symbol mismatch"
         );
-        assert!(HuffTable::new(&counts, &[1, 2]).is_some());
+        assert!(HuffTable::new(&counts, &[1, 2], Class::Ac).is_some());
     }
 
     /// Short codes (combined lookup), codes whose value bits overflow the lookup, codes longer
@@ -365,7 +377,7 @@ mod tests {
         counts[1] = 2;
         counts[2] = 2;
         counts[11] = 1;
-        let t = HuffTable::new(&counts, &[0x01, 0x00, 0x0A, 0xF0, 0x23]).expect("table");
+        let t = HuffTable::new(&counts, &[0x01, 0x00, 0x0A, 0xF0, 0x23], Class::Ac).expect("table");
         let data = pack(&[
             (0b00, 2),
             (1, 1), // +1 at k=1
@@ -398,7 +410,7 @@ mod tests {
         counts[1] = 1;
         counts[2] = 1;
         counts[3] = 1;
-        let t = HuffTable::new(&counts, &[0x01, 0x00, 0xF0, 0x12]).expect("table");
+        let t = HuffTable::new(&counts, &[0x01, 0x00, 0xF0, 0x12], Class::Ac).expect("table");
         // Block 1: 63 × "0 1" (k = 1..63, no EOB: the block ends full).
         // Block 2: ZRL, "1110 11", EOB.  Block 3: EOB.
         let mut fields = vec![(0b01, 2); 63];
@@ -433,7 +445,7 @@ mod tests {
     fn an_unknown_code_is_an_error() {
         let mut counts = [0u8; 16];
         counts[0] = 1; // code "0" only; "1..." is not a code
-        let t = HuffTable::new(&counts, &[0x00]).expect("table");
+        let t = HuffTable::new(&counts, &[0x00], Class::Ac).expect("table");
         let data = [0xF0, 0x00, 0xFF, 0xD9];
         let mut r = BitReader::new(&data, 0);
         assert_eq!(t.ac_block(&mut r, 63, |_, _| {}), Err(HuffError::BadCode));

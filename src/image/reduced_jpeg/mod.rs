@@ -20,7 +20,7 @@ mod idct;
 use super::resize::Plane;
 use super::scaled_decode::{Decoded, Layout};
 use bits::BitReader;
-use huffman::HuffTable;
+use huffman::{Class, HuffTable};
 use idct::{slot_map, Basis, Block};
 
 #[derive(Debug, Clone, Copy)]
@@ -84,10 +84,9 @@ fn parse_dht(seg: &[u8], t: &mut Tables) -> Option<()> {
         counts.copy_from_slice(seg.get(p + 1..p + 17)?);
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         let symbols = seg.get(p + 17..p + 17 + total)?;
-        let table = HuffTable::new(&counts, symbols)?;
         match class {
-            0 => *t.dc.get_mut(id)? = Some(table),
-            1 => *t.ac.get_mut(id)? = Some(table),
+            0 => *t.dc.get_mut(id)? = Some(HuffTable::new(&counts, symbols, Class::Dc)?),
+            1 => *t.ac.get_mut(id)? = Some(HuffTable::new(&counts, symbols, Class::Ac)?),
             _ => return None,
         }
         p += 17 + total;
