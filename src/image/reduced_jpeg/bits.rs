@@ -61,10 +61,11 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Top up to at least 56 bits whatever is left: in the hot loops this beats testing the
-    /// count first, whose outcome changes every two or three codes and is mispredicted.
+    /// Top up to at least 56 bits. Callers go through [`ensure`](Self::ensure) /
+    /// [`ensure_at_least`](Self::ensure_at_least): refilling before every code regardless of
+    /// the count was measured slower (0.93× libjpeg-turbo instead of 1.15×).
     #[inline(always)]
-    pub fn refill(&mut self) {
+    fn refill(&mut self) {
         if !self.at_marker {
             if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
                 let mut word = [0u8; 8];
