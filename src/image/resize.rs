@@ -154,10 +154,10 @@ pub fn replicate_edges(p: &mut Plane, extent: (f64, f64)) {
     }
 }
 
-/// Lanczos3 (`fast_image_resize`'s definition): sinc(x)·sinc(x/3) on (-3, 3), with one `sin`
+/// Lanczos3 (`fast_image_resize`'s definition): sinc(x)·sinc(x/3) on (-3, 3), with one sine
 /// instead of two: sin(πx) = 3s − 4s³ for s = sin(πx/3). The filter is evaluated for every tap
-/// of every output row and column (tens of thousands of times per image), where the second
-/// `sin` was 1 % of a presize.
+/// of every output row and column (tens of thousands of times per image): two libm `sin` calls
+/// were 1 % of a presize, one still 0.9 %, hence also [`sin_within_pi`].
 fn lanczos3(x: f64) -> f64 {
     if x == 0.0 {
         return 1.0;
@@ -166,9 +166,40 @@ fn lanczos3(x: f64) -> f64 {
         return 0.0;
     }
     let t = x * std::f64::consts::FRAC_PI_3; // πx/3
-    let s = t.sin();
+    let s = sin_within_pi(t);
     let sin_pi_x = s * (3.0 - 4.0 * s * s);
     sin_pi_x * s / (3.0 * t * t)
+}
+
+/// sin(t) for |t| ≤ π: folded to |t| ≤ π/2 (sin(π − t) = sin t), then its Taylor series through
+/// t¹⁷ (truncation error < 5·10⁻¹⁴ there) — no range reduction, no call.
+#[inline]
+fn sin_within_pi(t: f64) -> f64 {
+    use std::f64::consts::{FRAC_PI_2, PI};
+    let t = if t > FRAC_PI_2 {
+        PI - t
+    } else if t < -FRAC_PI_2 {
+        -PI - t
+    } else {
+        t
+    };
+    let t2 = t * t;
+    // 1/(2k+1)! with alternating signs, k = 8 down to 1, by Horner.
+    const C: [f64; 8] = [
+        1.0 / 355_687_428_096_000.0,
+        -1.0 / 1_307_674_368_000.0,
+        1.0 / 6_227_020_800.0,
+        -1.0 / 39_916_800.0,
+        1.0 / 362_880.0,
+        -1.0 / 5_040.0,
+        1.0 / 120.0,
+        -1.0 / 6.0,
+    ];
+    let mut p = 0.0;
+    for c in C {
+        p = p * t2 + c;
+    }
+    t + t * t2 * p
 }
 
 /// Lanczos3 to twice the output size followed by 2×2 averaging, as one kernel on the output
@@ -208,10 +239,38 @@ pub fn resize_plane_with(
     dst_h: usize,
     filter: Filter,
 ) -> Result<Plane, ImageError> {
+    resize_region(src, (0.0, 0.0), extent, dst_w, dst_h, filter)
+}
+
+/// Resize the `size` region at `origin` (source pixels, fractional allowed) of `src` to
+/// `dst_w`×`dst_h`. The filter taps reach past the region into the rest of the plane (clamped
+/// only at the plane's edges), so adjacent regions resized separately give the same pixels as
+/// one resize of their union would.
+pub fn resize_region(
+    src: &Plane,
+    origin: (f64, f64),
+    size: (f64, f64),
+    dst_w: usize,
+    dst_h: usize,
+    filter: Filter,
+) -> Result<Plane, ImageError> {
     src.check()?;
+    let finite = [origin.0, origin.1, size.0, size.1]
+        .iter()
+        .all(|v| v.is_finite());
+    if src.width == 0 || src.height == 0 || !finite {
+        return Err(ImageError::Encode(format!(
+            "internal: resize of a {}x{} plane, region {origin:?} {size:?}",
+            src.width, src.height
+        )));
+    }
+    let (x0, y0) = (
+        origin.0.clamp(0.0, src.width as f64 - 1e-3),
+        origin.1.clamp(0.0, src.height as f64 - 1e-3),
+    );
     let (ew, eh) = (
-        extent.0.clamp(1e-3, src.width as f64),
-        extent.1.clamp(1e-3, src.height as f64),
+        size.0.clamp(1e-3, src.width as f64 - x0),
+        size.1.clamp(1e-3, src.height as f64 - y0),
     );
     let pixel = if src.channels == 3 {
         fir::PixelType::U8x3
@@ -224,7 +283,7 @@ pub fn resize_plane_with(
     if dw == 0 || dh == 0 {
         return Err(ImageError::Encode(format!("empty output {dw}x{dh}")));
     }
-    let exact = ew == src.width as f64 && eh == src.height as f64;
+    let exact = x0 == 0.0 && y0 == 0.0 && ew == src.width as f64 && eh == src.height as f64;
     if exact && sw == dw && sh == dh {
         return Ok(src.clone());
     }
@@ -243,7 +302,7 @@ pub fn resize_plane_with(
     };
     let options = fir::ResizeOptions::new()
         .resize_alg(fir::ResizeAlg::Convolution(filter_type))
-        .crop(0.0, 0.0, ew, eh);
+        .crop(x0, y0, ew, eh);
     RESIZER
         .with(|r| r.borrow_mut().resize(&view, &mut out, &options))
         .map_err(|e| ImageError::Encode(format!("resize failed: {e}")))?;
@@ -296,6 +355,16 @@ fn source_of(o: Orientation, x: usize, y: usize, w: usize, h: usize) -> (usize, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_sine_matches_libm() {
+        for i in -3142..=3142 {
+            let t = f64::from(i) / 1000.0;
+            assert!((sin_within_pi(t) - t.sin()).abs() < 1e-13, "t={t}");
+        }
+        let pi = std::f64::consts::PI;
+        assert!(sin_within_pi(pi).abs() < 1e-15 && sin_within_pi(-pi).abs() < 1e-15);
+    }
 
     #[test]
     fn one_sin_lanczos3_is_the_textbook_formula() {

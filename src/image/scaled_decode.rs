@@ -12,6 +12,7 @@
 //! at 1/2, 1/4 and 1/8 take the faster [`reduced_jpeg`] path; libjpeg-turbo reads the header
 //! first (colour space, limits) and decodes everything the fast path hands back.
 
+use super::jpeg_header::parse_jpeg_header;
 use super::reduced_jpeg;
 use super::resize::Plane;
 use super::sniff::ImageFormat;
@@ -165,6 +166,10 @@ fn decode_with(
             }
         }
     }
+    // libjpeg-turbo decodes a truncated file with a warning (grey below the cut) and skips
+    // damaged markers; the whole marker walk refuses both, naming the reason. (The fast path
+    // checks the same itself: it takes a file only when its scan ends exactly at EOI.)
+    parse_jpeg_header(bytes)?;
     if let (true, Some((fx, fy))) = (raw_planes, factors(header.subsamp)) {
         let len = turbojpeg::yuv_pixels_len(sw, 1, sh, header.subsamp).map_err(tj_err)?;
         let mut yuv = YuvImage {

@@ -32,6 +32,15 @@ fn has_ff(w: u64) -> bool {
     (x.wrapping_sub(0x0101_0101_0101_0101) & !x & 0x8080_8080_8080_8080) != 0
 }
 
+/// The high bit of every byte of `w` that is `FF`, no false positives (unlike [`has_ff`], which
+/// may also flag bytes above an `FF`).
+#[inline(always)]
+fn ff_bytes(w: u64) -> u64 {
+    const LOW7: u64 = 0x7F7F_7F7F_7F7F_7F7F;
+    let x = !w; // FF → 00
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
 impl<'a> BitReader<'a> {
     pub fn new(data: &'a [u8], pos: usize) -> BitReader<'a> {
         BitReader {
@@ -85,10 +94,30 @@ impl<'a> BitReader<'a> {
         *self = self.refilled_bytewise();
     }
 
+    /// The refill near an `FF`: whole bytes up to it in one step, then the `FF` (stuffed
+    /// `FF 00` → one `FF`; a marker or the end → zero bits) on its own, until full.
     #[cold]
     #[inline(never)]
     fn refilled_bytewise(mut self) -> Self {
         while self.cnt <= 56 {
+            if let Some(chunk) = self
+                .data
+                .get(self.pos..self.pos + 8)
+                .filter(|_| !self.at_marker)
+            {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let w = u64::from_be_bytes(word);
+                let before_ff = ff_bytes(w).leading_zeros() / 8;
+                let bytes = before_ff.min((63 - self.cnt) >> 3);
+                if bytes > 0 {
+                    let cnt = self.cnt + 8 * bytes;
+                    self.buf |= (w >> self.cnt) & !(u64::MAX >> cnt);
+                    self.cnt = cnt;
+                    self.pos += bytes as usize;
+                    continue;
+                }
+            }
             let byte = if self.at_marker {
                 None
             } else {
@@ -184,6 +213,18 @@ impl<'a> BitReader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exact_ff_bytes() {
+        assert_eq!(ff_bytes(0), 0);
+        assert_eq!(ff_bytes(0xFEFF_0100_FF7F_80FF), 0x0080_0000_8000_0080);
+        // Bytes above an FF are not flagged (has_ff's borrow would be allowed to).
+        assert_eq!(ff_bytes(0x0001_0000_0000_00FF), 0x80);
+        for i in 0..8 {
+            assert_eq!(ff_bytes(0xFFu64 << (8 * i)), 0x80u64 << (8 * i));
+            assert_eq!(ff_bytes(!(0xFFu64 << (8 * i))) & (0x80u64 << (8 * i)), 0);
+        }
+    }
 
     #[test]
     fn ff_detection() {
