@@ -874,14 +874,7 @@ mod shards {
         let Some(input) = Manifest::load(dir)? else {
             bail!("{}: no manifest.json", dir.display());
         };
-        let lmdb = match input.options.format.as_str() {
-            "tfrecord" => false,
-            "lmdb" => true,
-            other => bail!(
-                "{}: manifest says format {other:?}; presize reads tfrecord or lmdb shard folders",
-                dir.display()
-            ),
-        };
+        let lmdb = input.options.format == crate::shard::format::ShardFormat::Lmdb;
         if !input.complete {
             bail!(
                 "{}: the conversion there is not complete (manifest complete: false); finish \
@@ -890,10 +883,7 @@ mod shards {
             );
         }
         let out = &plan.out_dir;
-        let mode = match plan.options.target.fit {
-            crate::image::resize::Fit::Longest => None, // the default, not written
-            crate::image::resize::Fit::Shortest => Some("shortest".to_string()),
-        };
+        let mode = plan.options.target.fit;
         let previous = Manifest::load(out).ok().flatten();
         match plan.output_mode {
             OutputMode::Fresh => {}
@@ -924,7 +914,7 @@ mod shards {
         let mut manifest = input.clone();
         manifest.complete = false;
         manifest.options.presize = Some(plan.options.target.size);
-        manifest.options.presize_mode = mode.clone();
+        manifest.options.presize_mode = mode;
         for s in &mut manifest.splits {
             s.shards.clear();
             s.records = 0;

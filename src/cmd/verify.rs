@@ -33,7 +33,7 @@ pub fn run(args: &VerifyArgs) -> Result<VerifyReport> {
         .build()
         .context("cannot start worker threads")?;
     let shards: Vec<&ShardEntry> = manifest.splits.iter().flat_map(|s| &s.shards).collect();
-    let lmdb = manifest.options.format == "lmdb";
+    let lmdb = manifest.options.format == crate::shard::format::ShardFormat::Lmdb;
     let checks: Vec<ShardCheck> = pool.install(|| {
         shards
             .par_iter()

@@ -17,10 +17,11 @@ use fast_image_resize as fir;
 use std::cell::RefCell;
 
 /// Which side `--size` limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Longest side at most `size`, aspect kept (YOLO letterbox input).
+    #[default]
     Longest,
     /// Shorter side equal to `size`, aspect kept (ImageNet style).
     Shortest,

@@ -6,8 +6,10 @@
 //! `--resume` trusts, and a last time with `complete: true`. It holds no timestamps, so the same
 //! input and options give the same manifest.
 
+use super::format::{ShardFormat, ShardRef};
 use super::writer::ShardInfo;
 use super::ShardError;
+use crate::image::resize::Fit;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,10 +35,8 @@ pub struct Manifest {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ManifestOptions {
-    /// "tfrecord" or "lmdb".
-    pub format: String,
-    /// "coco" (label = COCO category id) or "contiguous" (label = 0..K-1).
-    pub labels: String,
+    pub format: ShardFormat,
+    pub labels: LabelMode,
     /// Target bytes per shard, when sharding by size.
     pub shard_size: Option<u64>,
     /// Requested shard count, when sharding by count.
@@ -46,8 +46,22 @@ pub struct ManifestOptions {
     pub presize: Option<u32>,
     /// How `presize` applies: absent = longest side at most `presize` (convert --presize and
     /// the default of `dsprep presize`), "shortest" = shorter side equal to it (never upscaled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub presize_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "is_longest")]
+    pub presize_mode: Fit,
+}
+
+fn is_longest(f: &Fit) -> bool {
+    *f == Fit::Longest
+}
+
+/// What `image/object/class/label` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LabelMode {
+    /// The COCO category id (gaps kept, e.g. 1..90); matches label_map.pbtxt.
+    Coco,
+    /// Contiguous 0..K-1 in category-id order (the mapping is in the manifest).
+    Contiguous,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -152,6 +166,54 @@ pub struct DroppedBox {
 }
 
 impl Manifest {
+    /// The shards this manifest lists under `dir` (of one split, or all), in manifest order;
+    /// shards that were never written (every image skipped) are left out. A shard or index name
+    /// that is not a plain file name inside `dir` makes the manifest corrupt: data never
+    /// chooses where dsprep reads.
+    pub fn shard_refs(&self, dir: &Path, split: Option<&str>) -> Result<Vec<ShardRef>, ShardError> {
+        let path = dir.join(MANIFEST_FILE);
+        let splits: Vec<&SplitEntry> = match split {
+            None => self.splits.iter().collect(),
+            Some(name) => {
+                let found: Vec<&SplitEntry> =
+                    self.splits.iter().filter(|s| s.name == name).collect();
+                if found.is_empty() {
+                    let names: Vec<&str> = self.splits.iter().map(|s| s.name.as_str()).collect();
+                    return Err(ShardError::Corrupt {
+                        path,
+                        offset: 0,
+                        reason: format!(
+                            "no split {name:?} here; splits: {}",
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ),
+                    });
+                }
+                found
+            }
+        };
+        let mut out = Vec::new();
+        for shard in splits.iter().flat_map(|s| &s.shards) {
+            if shard.info.records == 0 && shard.info.checksum.is_empty() {
+                continue;
+            }
+            let file = plain_name(&shard.info.file, &path)?;
+            let index = match &shard.info.index {
+                Some(i) => Some(dir.join(plain_name(i, &path)?)),
+                None => None,
+            };
+            out.push(ShardRef {
+                path: dir.join(file),
+                format: self.options.format,
+                index,
+            });
+        }
+        Ok(out)
+    }
+
     /// Read `dir/manifest.json`; `Ok(None)` when there is none.
     pub fn load(dir: &Path) -> Result<Option<Manifest>, ShardError> {
         let path = dir.join(MANIFEST_FILE);
@@ -189,6 +251,23 @@ impl Manifest {
         })?;
         text.push(b'\n');
         write_atomic(&dir.join(MANIFEST_FILE), &text, durable)
+    }
+}
+
+/// `name` when it is one plain file name (no folder, no `..`, not absolute, not empty);
+/// otherwise the manifest at `manifest` is corrupt.
+pub fn plain_name<'a>(name: &'a str, manifest: &Path) -> Result<&'a str, ShardError> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) if !name.contains('/') => Ok(name),
+        _ => Err(ShardError::Corrupt {
+            path: manifest.to_path_buf(),
+            offset: 0,
+            reason: format!(
+                "names the file {name:?}, which is not a plain file name inside its folder; \
+                 the manifest is damaged or was edited"
+            ),
+        }),
     }
 }
 

@@ -4,10 +4,12 @@
 pub mod checksum;
 pub mod crc;
 pub mod example;
+pub mod format;
 pub mod index;
 pub mod lmdb;
 pub mod manifest;
 pub mod od_example;
+pub mod source;
 pub mod tfrecord;
 pub mod writer;
 

@@ -384,18 +384,18 @@ fn manifest_options(plan: &ConvertPlan) -> ManifestOptions {
     };
     ManifestOptions {
         format: match plan.format {
-            ShardFormat::Tfrecord => "tfrecord".into(),
-            ShardFormat::Lmdb => "lmdb".into(),
+            ShardFormat::Tfrecord => crate::shard::format::ShardFormat::Tfrecord,
+            ShardFormat::Lmdb => crate::shard::format::ShardFormat::Lmdb,
         },
         labels: match plan.labels {
-            LabelMode::Coco => "coco".into(),
-            LabelMode::Contiguous => "contiguous".into(),
+            LabelMode::Coco => crate::shard::manifest::LabelMode::Coco,
+            LabelMode::Contiguous => crate::shard::manifest::LabelMode::Contiguous,
         },
         shard_size,
         shards,
         decode_check: plan.decode_check,
         presize: plan.presize,
-        presize_mode: None,
+        presize_mode: crate::image::resize::Fit::Longest,
     }
 }
 
@@ -422,7 +422,7 @@ fn summarise(plan: &ConvertPlan, m: &Manifest, seconds: f64) -> ConvertReport {
         .collect();
     ConvertReport::new(
         plan.out_dir.display().to_string(),
-        m.options.format.clone(),
+        m.options.format.name().to_string(),
         splits,
         seconds,
     )
