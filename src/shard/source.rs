@@ -284,7 +284,7 @@ fn read_sequential(
 mod tests {
     use super::*;
     use crate::shard::format::{discover, index_path_for};
-    use crate::shard::writer::{create_lmdb_sink, ShardSink};
+    use crate::shard::writer::create_lmdb_sink;
     use std::path::{Path, PathBuf};
 
     fn write_tfrecord(dir: &Path, name: &str, payloads: &[Vec<u8>], with_index: bool) -> PathBuf {
