@@ -175,6 +175,10 @@ pub struct PresizeArgs {
     /// Fail on the first bad image instead of reporting it.
     #[arg(long)]
     pub strict: bool,
+    /// fsync what is written before it gets its final name, so finished output also survives
+    /// a power loss (a process crash or Ctrl-C is safe without it).
+    #[arg(long)]
+    pub fsync: bool,
     #[command(flatten)]
     pub existing: ExistingOutput,
     #[command(flatten)]

@@ -11,6 +11,7 @@ pub mod cmd;
 pub mod dataset;
 pub mod gpu;
 pub mod image;
+pub mod jobs;
 pub mod pipeline;
 pub mod plan;
 pub mod report;

@@ -251,7 +251,7 @@ fn kernel_matches_cpu_reference_on_random_sizes() {
             let off = arena_host.len() as u64;
             arena_host.extend_from_slice(&px);
             arena_host.resize(arena_host.len().div_ceil(256) * 256, 0);
-            let mut d = describe(off, w, h, side, mode, rng.next() % 2 == 0);
+            let mut d = describe(off, w, h, side, mode, rng.next().is_multiple_of(2));
             if i == 1 && round % 5 == 0 {
                 d.flags |= FLAG_EMPTY;
             }

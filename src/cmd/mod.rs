@@ -1,5 +1,5 @@
-//! Command layer: orchestration, rayon pools, progress, error counting. The only place that
-//! uses anyhow and indicatif.
+//! Command layer: one short file per subcommand wiring plan → job → report → print, plus the
+//! progress bar. The only place that uses anyhow and indicatif, and the only place that prints.
 
 pub mod convert;
 pub mod index;
@@ -29,33 +29,16 @@ fn emit<T: serde::Serialize>(report: &T, json: bool, table: impl FnOnce() -> Str
     Ok(())
 }
 
+/// Exit 1 when the run finished with problems, else 0.
+fn exit(problems: bool) -> ExitCode {
+    ExitCode::from(if problems { EXIT_PROBLEMS } else { EXIT_OK })
+}
+
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Convert(args) => {
-            let plan = crate::plan::convert::plan_convert(&args)?;
-            let report = convert::run(&plan)?;
-            emit(&report, plan.json, || report.render_table())?;
-            Ok(ExitCode::from(if report.skipped > 0 {
-                EXIT_PROBLEMS
-            } else {
-                EXIT_OK
-            }))
-        }
-        Command::Verify(args) => {
-            let report = verify::run(&args)?;
-            emit(&report, args.run.json, || report.render_table())?;
-            Ok(ExitCode::from(if report.ok {
-                EXIT_OK
-            } else {
-                EXIT_PROBLEMS
-            }))
-        }
-        Command::Index(args) => {
-            for (file, idx, n) in index::run(&args)? {
-                println!("{} -> {} ({n} records)", file.display(), idx.display());
-            }
-            Ok(ExitCode::from(EXIT_OK))
-        }
+        Command::Convert(args) => convert::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Index(args) => index::run(&args),
         Command::Presize(args) => presize::run(&args),
         Command::VerifyThroughput(args) => verify_throughput::run(&args),
     }

@@ -105,56 +105,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for TopLevel<'a> {
     }
 }
 
-/// Rewrite the COCO file `input` into `output` (written as `<output>.partial`, then renamed):
-/// images planned [`ImagePlan::Drop`] are removed with their annotations; images with a scale
-/// get the new width/height and scaled annotations; everything else is copied unchanged.
+/// Rewrite the COCO file `input` into `out`: images planned [`ImagePlan::Drop`] are removed
+/// with their annotations; images with a scale get the new width/height and scaled annotations;
+/// everything else is copied unchanged. `out_name` names write errors (the caller decides where
+/// the bytes go; `presize` writes them atomically).
 pub fn rewrite_coco_file(
     input: &Path,
-    output: &Path,
+    out: &mut dyn Write,
+    out_name: &Path,
     plans: &HashMap<i64, ImagePlan>,
 ) -> Result<RescaleStats, RescaleError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RescaleError::Io { path, source }
-    };
-    let bytes = std::fs::read(input).map_err(io(input))?;
+    let bytes = std::fs::read(input).map_err(|source| RescaleError::Io {
+        path: input.to_path_buf(),
+        source,
+    })?;
     let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-    let partial = partial_name(output);
-    if let Some(parent) = output.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    let file = std::fs::File::create(&partial).map_err(io(&partial))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let stats = rewrite_coco(input, body, &mut w, plans).map_err(|e| match e {
+    let mut w = out;
+    rewrite_coco(input, body, &mut w, plans).map_err(|e| match e {
         WriteError::Rescale(e) => e,
         WriteError::Io(source) => RescaleError::Io {
-            path: partial.clone(),
+            path: out_name.to_path_buf(),
             source,
         },
-    });
-    let stats = match stats {
-        Ok(s) => s,
-        Err(e) => {
-            drop(w);
-            let _ = std::fs::remove_file(&partial);
-            return Err(e);
-        }
-    };
-    let file = w.into_inner().map_err(|e| RescaleError::Io {
-        path: partial.clone(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io(&partial))?;
-    drop(file);
-    std::fs::rename(&partial, output).map_err(io(output))?;
-    Ok(stats)
-}
-
-/// `<name>.partial` beside `path`.
-pub fn partial_name(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".partial");
-    path.with_file_name(name)
+    })
 }
 
 enum WriteError {

@@ -2,36 +2,28 @@
 //! state checked. Everything that can be wrong with the invocation is found here, before any
 //! image is read.
 
-pub use super::OutputMode;
-use super::{output_mode, thread_count, PlanError};
-use crate::cli::{ConvertArgs, LabelMode, ShardFormat};
-use crate::dataset::{self, SplitSource};
-use std::path::PathBuf;
+use super::{thread_count, PlanError};
+use crate::cli::{self, ConvertArgs};
+use crate::dataset;
+use crate::jobs::convert::{ConvertSpec, ShardTarget};
+use crate::jobs::outdir::{check_disjoint, output_mode};
+use crate::shard::format::ShardFormat;
+use crate::shard::manifest::LabelMode;
 
-/// How many shards a split gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ShardTarget {
-    /// About this many image bytes per shard.
-    Bytes(u64),
-    /// Exactly this many shards (capped at the number of images: no empty shards).
-    Count(u32),
-}
-
+/// A validated convert invocation: the job and how to show its result.
 #[derive(Debug, Clone)]
 pub struct ConvertPlan {
-    pub splits: Vec<SplitSource>,
-    pub out_dir: PathBuf,
-    pub format: ShardFormat,
-    pub shard_target: ShardTarget,
-    pub labels: LabelMode,
-    pub decode_check: bool,
-    pub strict: bool,
-    pub presize: Option<u32>,
-    pub fsync: bool,
-    pub output_mode: OutputMode,
-    pub threads: usize,
+    pub spec: ConvertSpec,
     pub quiet: bool,
     pub json: bool,
+}
+
+/// The library's container for the CLI's `--format`.
+pub fn shard_format(f: cli::ShardFormat) -> ShardFormat {
+    match f {
+        cli::ShardFormat::Tfrecord => ShardFormat::Tfrecord,
+        cli::ShardFormat::Lmdb => ShardFormat::Lmdb,
+    }
 }
 
 /// Parse `--shard-size`: a number with an optional unit (k/M/G decimal, KiB/MiB/GiB binary).
@@ -99,19 +91,33 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
         return Err(PlanError::ZeroPresize);
     }
     let threads = thread_count(args.run.threads)?;
+    // OUT must not overlap what is read: the COCO folder, or each split's images folder.
+    match &input {
+        Some(root) => check_disjoint(root, &output)?,
+        None => {
+            for split in &splits {
+                check_disjoint(&split.images_dir, &output)?;
+            }
+        }
+    }
     let output_mode = output_mode(&output, args.existing.overwrite, args.existing.resume)?;
     Ok(ConvertPlan {
-        splits,
-        out_dir: output,
-        format: args.format,
-        shard_target,
-        labels: args.labels,
-        decode_check: args.decode_check,
-        strict: args.strict,
-        presize: args.presize,
-        fsync: args.fsync,
-        output_mode,
-        threads,
+        spec: ConvertSpec {
+            splits,
+            out_dir: output,
+            format: shard_format(args.format),
+            shard_target,
+            labels: match args.labels {
+                cli::LabelMode::Coco => LabelMode::Coco,
+                cli::LabelMode::Contiguous => LabelMode::Contiguous,
+            },
+            decode_check: args.decode_check,
+            strict: args.strict,
+            presize: args.presize,
+            durable: args.fsync,
+            output_mode,
+            threads,
+        },
         quiet: args.run.quiet,
         json: args.run.json,
     })

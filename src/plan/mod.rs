@@ -1,51 +1,32 @@
-//! Raw clap arguments → validated plans, once. Workers take plans and never re-validate
-//! (ripgrep's lowargs → hiargs split).
+//! Raw clap arguments → complete, typed job specs, once. Everything that can be wrong with an
+//! invocation is found here, before any work starts; jobs take specs and never re-validate or
+//! re-discover (ripgrep's lowargs → hiargs split). No clap type goes below this layer: each
+//! plan maps the CLI's enums to the library's own types.
 
 pub mod convert;
+pub mod index;
 pub mod presize;
 pub mod throughput;
+pub mod verify;
 
-use std::path::{Path, PathBuf};
+use crate::jobs::outdir::OutDirError;
+use std::path::PathBuf;
 
-/// What to do with an existing output folder (convert and presize alike).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputMode {
-    /// The folder is new or empty.
-    Fresh,
-    /// Remove dsprep's earlier outputs there first (other files stay).
-    Overwrite,
-    /// Keep what an interrupted run finished (checked before it is trusted).
-    Resume,
-}
+/// `-j`: at most this many threads per core (more only costs start-up time and memory).
+pub const MAX_THREADS_PER_CORE: usize = 4;
 
-/// A non-empty output folder needs `--overwrite` or `--resume`; a file there is an error.
-/// `-j`: 0 is refused, absent means all cores.
+/// `-j`: absent means all cores; 0 and more than [`MAX_THREADS_PER_CORE`] per core are refused.
 pub fn thread_count(threads: Option<usize>) -> Result<usize, PlanError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     match threads {
         Some(0) => Err(PlanError::ZeroThreads),
+        Some(n) if n > cores * MAX_THREADS_PER_CORE => Err(PlanError::TooManyThreads {
+            asked: n,
+            max: cores * MAX_THREADS_PER_CORE,
+        }),
         Some(n) => Ok(n),
-        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        None => Ok(cores),
     }
-}
-
-pub fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMode, PlanError> {
-    if out.exists() && !out.is_dir() {
-        return Err(PlanError::NotADir(out.to_path_buf()));
-    }
-    let non_empty = out.is_dir()
-        && std::fs::read_dir(out)
-            .map_err(|source| PlanError::Io {
-                path: out.to_path_buf(),
-                source,
-            })?
-            .next()
-            .is_some();
-    Ok(match (non_empty, overwrite, resume) {
-        (true, true, _) => OutputMode::Overwrite,
-        (true, _, true) => OutputMode::Resume,
-        (false, _, _) => OutputMode::Fresh,
-        (true, false, false) => return Err(PlanError::OutputNotEmpty(out.to_path_buf())),
-    })
 }
 
 /// Everything that can be wrong with an invocation, found before any work starts.
@@ -53,6 +34,10 @@ pub fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMo
 pub enum PlanError {
     #[error(transparent)]
     Dataset(#[from] crate::dataset::DatasetError),
+    #[error(transparent)]
+    Shard(#[from] crate::shard::ShardError),
+    #[error(transparent)]
+    OutDir(#[from] OutDirError),
     #[error("{0}: not a folder")]
     NotADir(PathBuf),
     #[error("give COCO_DIR OUT_DIR, or --annotations FILE --images DIR OUT_DIR")]
@@ -65,16 +50,17 @@ pub enum PlanError {
     ZeroPresize,
     #[error("--threads must be at least 1")]
     ZeroThreads,
+    #[error("-j/--threads {asked} is more than {max} (4 per core); use fewer")]
+    TooManyThreads { asked: usize, max: usize },
     #[error("bad size {0:?}: use a number with an optional unit, e.g. 256MiB, 1GB, 500k")]
     BadSize(String),
-    #[error("{0}: output folder is not empty; pass --overwrite to replace dsprep's outputs there, or --resume to continue an interrupted run")]
-    OutputNotEmpty(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("--size must be at least 1 pixel")]
+    ZeroSize,
+    #[error("--quality must be 1..=100 (got {0})")]
+    BadQuality(u8),
+    /// The input is there but cannot be used; the text names it and says what to do.
+    #[error("{0}")]
+    Input(String),
 }
 
 #[cfg(test)]
@@ -82,28 +68,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn non_empty_output_needs_a_flag() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(
-            output_mode(d.path(), false, false).unwrap(),
-            OutputMode::Fresh
-        );
-        std::fs::write(d.path().join("x"), b"1").unwrap();
-        assert!(matches!(
-            output_mode(d.path(), false, false),
-            Err(PlanError::OutputNotEmpty(_))
-        ));
-        assert_eq!(
-            output_mode(d.path(), true, false).unwrap(),
-            OutputMode::Overwrite
-        );
-        assert_eq!(
-            output_mode(d.path(), false, true).unwrap(),
-            OutputMode::Resume
-        );
-        assert_eq!(
-            output_mode(&d.path().join("new"), false, true).unwrap(),
-            OutputMode::Fresh
-        );
+    fn thread_count_is_bounded() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(thread_count(None).unwrap(), cores);
+        assert_eq!(thread_count(Some(1)).unwrap(), 1);
+        assert!(matches!(thread_count(Some(0)), Err(PlanError::ZeroThreads)));
+        let e = thread_count(Some(cores * 4 + 1)).unwrap_err();
+        assert!(e.to_string().contains("-j"), "{e}");
+        assert_eq!(thread_count(Some(cores * 4)).unwrap(), cores * 4);
     }
 }

@@ -1,5 +1,6 @@
 //! The `convert` summary: one Serialize struct for both the terminal table and `--json`.
 
+use crate::jobs::convert::ConvertOutcome;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -33,9 +34,46 @@ pub struct ConvertReport {
     pub seconds: f64,
     pub images_per_sec: f64,
     pub mb_per_sec: f64,
+    /// Entries of the output folder that `--overwrite` left in place (dsprep did not write
+    /// them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub left_alone: Vec<String>,
 }
 
 impl ConvertReport {
+    /// The report of a finished run, from its manifest.
+    pub fn from_outcome(o: &ConvertOutcome) -> Self {
+        let splits: Vec<SplitSummary> = o
+            .manifest
+            .splits
+            .iter()
+            .map(|s| SplitSummary {
+                name: s.name.clone(),
+                images: s.images,
+                records: s.counts.records,
+                skipped: s.counts.skipped,
+                reencoded: s.counts.reencoded.values().sum(),
+                without_annotations: s.counts.without_annotations,
+                size_mismatch: s.counts.size_mismatch,
+                boxes_kept: s.counts.boxes_kept,
+                boxes_clipped: s.counts.boxes_clipped,
+                boxes_dropped: s.counts.boxes_dropped_total(),
+                annotations_unknown_image: s.annotations_unknown_image,
+                annotations_unknown_category: s.annotations_unknown_category,
+                shards: s.shards.len() as u64,
+                bytes: s.shards.iter().map(|x| x.info.bytes).sum(),
+            })
+            .collect();
+        let mut r = ConvertReport::new(
+            o.out_dir.display().to_string(),
+            o.manifest.options.format.name().to_string(),
+            splits,
+            o.seconds,
+        );
+        r.left_alone = o.left_alone.clone();
+        r
+    }
+
     pub fn new(output: String, format: String, splits: Vec<SplitSummary>, seconds: f64) -> Self {
         let images = splits.iter().map(|s| s.images).sum();
         let records = splits.iter().map(|s| s.records).sum();
@@ -53,6 +91,7 @@ impl ConvertReport {
             seconds,
             images_per_sec: images as f64 / secs,
             mb_per_sec: bytes as f64 / 1e6 / secs,
+            left_alone: Vec::new(),
         }
     }
 
@@ -102,6 +141,14 @@ impl ConvertReport {
             self.output,
             self.format
         );
+        if !self.left_alone.is_empty() {
+            let _ = writeln!(
+                t,
+                "left in {} (not written by dsprep): {}",
+                self.output,
+                self.left_alone.join(", ")
+            );
+        }
         if self.skipped > 0 {
             let _ = writeln!(
                 t,

@@ -1,4 +1,5 @@
 //! report layer (see lib.rs).
 pub mod convert;
+pub mod presize;
 pub mod throughput;
 pub mod verify;

@@ -3,49 +3,7 @@
 use serde::Serialize;
 use std::fmt::Write;
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct BadRecord {
-    pub shard: String,
-    /// Byte offset of the record's length field (TFRecord).
-    pub offset: Option<u64>,
-    /// Record number within the shard (0-based).
-    pub record: Option<u64>,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ShardCheck {
-    pub shard: String,
-    pub records_expected: u64,
-    pub records_read: u64,
-    pub bad: Vec<BadRecord>,
-}
-
-impl ShardCheck {
-    pub fn new(shard: &str, expected: u64) -> Self {
-        ShardCheck {
-            shard: shard.to_string(),
-            records_expected: expected,
-            records_read: 0,
-            bad: Vec::new(),
-        }
-    }
-
-    /// Adds the count check against the manifest.
-    pub fn finish(&mut self) {
-        if self.records_read != self.records_expected {
-            self.bad.push(BadRecord {
-                shard: self.shard.clone(),
-                offset: None,
-                record: None,
-                reason: format!(
-                    "manifest lists {} records, shard has {}",
-                    self.records_expected, self.records_read
-                ),
-            });
-        }
-    }
-}
+pub use crate::jobs::verify::{BadRecord, ShardCheck};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {

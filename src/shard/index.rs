@@ -7,9 +7,10 @@
 //! (DALI's Python `tfrecord2idx` reads whole records and runs out of memory on 1.8 GB shards).
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::path::Path;
 
+use super::atomic::AtomicFile;
 use super::crc::masked_crc32c;
 use super::tfrecord::{parse_header, FOOTER_LEN, FRAME_OVERHEAD, HEADER_LEN};
 use super::ShardError;
@@ -108,11 +109,9 @@ pub fn index_tfrecord_with(
     };
     let file = File::open(path).map_err(io_err(path))?;
     let file_len = file.metadata().map_err(io_err(path))?.len();
-    let partial = partial_path(out_idx);
-    let out = File::create(&partial).map_err(io_err(&partial))?;
-    // Removes the partial index on every early return.
-    let guard = RemoveOnDrop(Some(partial.clone()));
-    let mut w = BufWriter::with_capacity(256 << 10, out);
+    // Removed again on every early return; renamed into place at the end.
+    let mut w = AtomicFile::create(out_idx)?;
+    let partial = w.partial().to_path_buf();
     // Small buffer: with small records the reader streams through it, with large ones
     // `seek_relative` jumps over payloads without reading them.
     let mut r = BufReader::with_capacity(64 << 10, file);
@@ -178,33 +177,8 @@ pub fn index_tfrecord_with(
             ),
         });
     }
-    let out = w.into_inner().map_err(|e| ShardError::Io {
-        path: partial.clone(),
-        source: e.into_error(),
-    })?;
-    out.sync_all().map_err(io_err(&partial))?;
-    drop(out);
-    std::fs::rename(&partial, out_idx).map_err(io_err(out_idx))?;
-    std::mem::forget(guard);
+    w.commit(true)?;
     Ok(records)
-}
-
-/// `<path>.partial`: where a file is written before it is renamed into place.
-pub(crate) fn partial_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".partial");
-    PathBuf::from(s)
-}
-
-/// Deletes a path when dropped, unless disarmed (`Option::take` or `mem::forget`).
-pub(crate) struct RemoveOnDrop(pub(crate) Option<PathBuf>);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
 }
 
 /// Parses an index file from disk (convenience for readers).
@@ -226,6 +200,7 @@ pub fn read_index(path: &Path) -> Result<Vec<(u64, u64)>, ShardError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::format::partial_path;
     use crate::shard::tfrecord::write_record;
 
     fn write_shard(path: &Path, payloads: &[Vec<u8>]) -> Vec<u8> {

@@ -23,12 +23,13 @@ use std::path::{Path, PathBuf};
 
 use ::lmdb::{Cursor as _, Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
 
-use super::index::partial_path;
+use super::atomic::sync_dir;
+use super::format::{partial_path, ShardFormat};
 use super::writer::{ShardInfo, ShardSink, SinkOptions};
 use super::ShardError;
 
 /// Name of the data file inside a shard directory.
-pub const DATA_FILE: &str = "data.mdb";
+pub use super::format::LMDB_DATA_FILE as DATA_FILE;
 /// Metadata keys (all sort after the digit keys).
 pub const FORMAT_KEY: &[u8] = b"__format__";
 pub const KEYS_KEY: &[u8] = b"__keys__";
@@ -108,7 +109,7 @@ impl LmdbSink {
         map_size: usize,
         opts: SinkOptions,
     ) -> Result<Self, ShardError> {
-        let name = format!("{stem}.lmdb");
+        let name = ShardFormat::Lmdb.shard_file(stem);
         let partial = partial_path(&dir.join(&name));
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
@@ -308,7 +309,7 @@ impl ShardSink for LmdbSink {
         }
         std::fs::rename(&self.partial, &final_dir).map_err(io_err(&final_dir))?;
         if self.opts.durable {
-            super::writer::sync_dir(&self.out_dir)?;
+            sync_dir(&self.out_dir)?;
         }
         Ok(ShardInfo {
             file: self.name.clone(),

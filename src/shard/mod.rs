@@ -1,6 +1,7 @@
 //! On-disk formats: TFRecord framing (masked CRC32C), `tf.train.Example`, the DALI-style
 //! `.idx` index, LMDB shards, and the manifest. Knows nothing about COCO or GPUs.
 
+pub mod atomic;
 pub mod checksum;
 pub mod crc;
 pub mod example;

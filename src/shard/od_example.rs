@@ -105,6 +105,60 @@ impl OdRecord<'_> {
     }
 }
 
+/// A record with its image replaced by a resized version of the same picture (presize of a
+/// shard folder): new `image/encoded`, `image/format`, width, height and sha256; areas scaled by
+/// `sx·sy` (the factors from stored to new pixels); normalised boxes, classes and everything
+/// else unchanged. Returns the new payload.
+pub fn rewrite_image(
+    ex: &Example<'_>,
+    image: Vec<u8>,
+    width: u32,
+    height: u32,
+    sx: f64,
+    sy: f64,
+) -> Vec<u8> {
+    use sha2::Digest;
+    let mut out = ex.clone();
+    let area = ex.get_floats(keys::AREA).map(|a| {
+        a.iter()
+            .map(|v| (f64::from(*v) * sx * sy) as f32)
+            .collect::<Vec<_>>()
+    });
+    out.insert_str(keys::SHA256, [hex::encode(sha2::Sha256::digest(&image))]);
+    out.insert_int64s(keys::WIDTH, [i64::from(width)]);
+    out.insert_int64s(keys::HEIGHT, [i64::from(height)]);
+    if let Some(a) = area {
+        out.insert_floats(keys::AREA, a);
+    }
+    out.insert_str(keys::FORMAT, ["jpeg"]);
+    out.insert_bytes(keys::ENCODED, [image]);
+    out.to_bytes()
+}
+
+/// The image of a record, with the reason when there is none.
+pub fn encoded_image(payload: &[u8]) -> Result<&[u8], String> {
+    match super::example::find_bytes_feature(payload, keys::ENCODED) {
+        Ok(Some(jpeg)) => Ok(jpeg),
+        Ok(None) => Err("record has no image/encoded".into()),
+        Err(e) => Err(format!("bad tf.train.Example: {e}")),
+    }
+}
+
+/// `image/filename` and `image/source_id` of a record, for naming it in reports (empty name
+/// and id -1 when absent or unparsable).
+pub fn record_identity(ex: &Example<'_>) -> (String, i64) {
+    let text = |k: &str| {
+        ex.get_bytes(k)
+            .and_then(|v| v.first())
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    (
+        text(keys::FILENAME),
+        text(keys::SOURCE_ID).parse().unwrap_or(-1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

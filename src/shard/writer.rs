@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::atomic::sync_dir;
 use super::crc::masked_crc32c_parts;
-use super::index::{partial_path, write_index_line};
+use super::format::{partial_path, ShardFormat, LMDB_DATA_FILE};
+use super::index::write_index_line;
 use super::tfrecord::{header, FRAME_OVERHEAD};
 use super::ShardError;
 
@@ -93,21 +95,11 @@ pub fn create_lmdb_sink_with(
 pub fn shard_checksum(dir: &Path, info_file: &str) -> Result<String, ShardError> {
     let path = dir.join(info_file);
     let target = if path.is_dir() {
-        path.join(super::lmdb::DATA_FILE)
+        path.join(LMDB_DATA_FILE)
     } else {
         path
     };
     Ok(crate::shard::checksum::checksum_file(&target)?.0)
-}
-
-/// fsyncs a directory so renames inside it survive a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), ShardError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| ShardError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })
 }
 
 /// Buffer for the small pieces of the shard file (headers, CRCs, record framing around the
@@ -191,8 +183,8 @@ struct TfRecordSink {
 
 impl TfRecordSink {
     fn create(dir: &Path, stem: &str, opts: SinkOptions) -> Result<Self, ShardError> {
-        let file_name = format!("{stem}.tfrecord");
-        let index_name = format!("{stem}.idx");
+        let file_name = ShardFormat::Tfrecord.shard_file(stem);
+        let index_name = format!("{stem}{}", super::format::INDEX_SUFFIX);
         let data_partial = partial_path(&dir.join(&file_name));
         let index_partial = partial_path(&dir.join(&index_name));
         // `create` truncates a stale partial file from a crashed run.

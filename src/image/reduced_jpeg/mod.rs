@@ -290,7 +290,7 @@ impl<'t> Scan<'t> {
         let mut next_rst = 0u8;
         for my in 0..self.mcus_y {
             for mx in 0..self.mcus_x {
-                if self.restart > 0 && mcu > 0 && mcu % self.restart == 0 {
+                if self.restart > 0 && mcu > 0 && mcu.is_multiple_of(self.restart) {
                     let (marker, next) = r.finish_segment()?;
                     if marker != 0xD0 + next_rst {
                         return None;

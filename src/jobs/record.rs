@@ -1,9 +1,11 @@
-//! One input image → one record (or a reasoned skip), with every box accounted for.
+//! One input image → one record (or a reasoned skip), with every box accounted for, and the
+//! per-image rules `convert` and `presize` share: where an image file may be read from, which
+//! pixel frame the annotations are in, and when the JSON's size disagrees with the file.
 //!
 //! Pure per-image work, run in parallel; its result is appended to the shard in input order by
 //! the caller, so shard bytes never depend on scheduling.
 
-use crate::dataset::{normalize_box, BoxOutcome, Sample};
+use crate::dataset::{normalize_box, BoxOutcome, ImageEntry, Sample};
 use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
 use crate::image::resize::Target;
 use crate::image::ImageError;
@@ -15,6 +17,51 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::Path;
+
+/// Reads the input image `file_name` of the images folder `images_dir`. The error is the
+/// reason the image is skipped (the caller names the file): names that are absolute or climb
+/// out with `..` are refused, as is anything that is not a regular file.
+pub fn read_input(images_dir: &Path, file_name: &str) -> Result<Vec<u8>, String> {
+    let rel = Path::new(file_name);
+    if file_name.is_empty()
+        || rel
+            .components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(
+            "file_name is absolute or contains '..': refusing to read outside the images folder"
+                .into(),
+        );
+    }
+    let path = images_dir.join(rel);
+    match std::fs::metadata(&path) {
+        Ok(m) if !m.is_file() => return Err("not a regular file".into()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("file not found".into()),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    }
+    std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// The pixel frame the annotations of `img` are in: the annotation file's width/height when
+/// given (the frame the labelling tool saw), else the image's own displayed size; and the size
+/// mismatch to report when the two disagree.
+pub fn annotation_frame(
+    img: &ImageEntry,
+    displayed: (u32, u32),
+) -> ((u32, u32), Option<SizeMismatch>) {
+    if img.width > 0 && img.height > 0 {
+        let mismatch = ((img.width, img.height) != displayed).then(|| SizeMismatch {
+            file_name: img.file_name.clone(),
+            image_id: img.id,
+            json: [img.width, img.height],
+            image: [displayed.0, displayed.1],
+        });
+        ((img.width, img.height), mismatch)
+    } else {
+        (displayed, None)
+    }
+}
 
 /// Read-only context shared by all image jobs of a split.
 pub struct JobContext<'a> {
@@ -81,14 +128,10 @@ fn note(sample: &Sample<'_>, reason: String) -> ImageNote {
 
 /// Turn one sample into a record. Never panics and never fails the run: problems become
 /// notes in the outcome.
-pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
-    let path = ctx.images_dir.join(&sample.image.file_name);
-    let raw = match std::fs::read(&path) {
+pub fn sample_to_record(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
+    let raw = match read_input(ctx.images_dir, &sample.image.file_name) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return ImageOutcome::skip(&sample, 0, "file not found".into())
-        }
-        Err(e) => return ImageOutcome::skip(&sample, 0, format!("cannot read: {e}")),
+        Err(reason) => return ImageOutcome::skip(&sample, 0, reason),
     };
     let input_bytes = raw.len() as u64;
     let stored = match store_image(ctx, &raw) {
@@ -115,23 +158,9 @@ pub fn process_image(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
         None => &raw[image.clone()],
     };
 
-    // Boxes are in the pixel frame the annotation file describes: its width/height when given
-    // (the frame the labelling tool saw), else the image's own size before any presize.
+    // Boxes are in the pixel frame the annotation file describes (before any presize).
     let img = sample.image;
-    let (frame_w, frame_h) = if img.width > 0 && img.height > 0 {
-        (img.width, img.height)
-    } else {
-        (shown_w, shown_h)
-    };
-    let size_mismatch = (img.width > 0
-        && img.height > 0
-        && (img.width, img.height) != (shown_w, shown_h))
-        .then(|| SizeMismatch {
-            file_name: img.file_name.clone(),
-            image_id: img.id,
-            json: [img.width, img.height],
-            image: [shown_w, shown_h],
-        });
+    let ((frame_w, frame_h), size_mismatch) = annotation_frame(img, (shown_w, shown_h));
 
     let mut objects = Vec::with_capacity(sample.annotations.len());
     let mut dropped = Vec::new();

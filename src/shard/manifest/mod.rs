@@ -6,6 +6,10 @@
 //! `--resume` trusts, and a last time with `complete: true`. It holds no timestamps, so the same
 //! input and options give the same manifest.
 
+mod presize;
+
+pub use presize::{PresizeManifest, PresizeManifestOptions, PresizeSplit, PRESIZE_MANIFEST_KIND};
+
 use super::format::{ShardFormat, ShardRef};
 use super::writer::ShardInfo;
 use super::ShardError;
@@ -165,6 +169,40 @@ pub struct DroppedBox {
     pub reason: String,
 }
 
+/// The manifest of an output folder, whichever command wrote it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FolderManifest {
+    /// A shard folder (`convert`, or `presize` of a shard folder).
+    Shards(Manifest),
+    /// A COCO folder written by `presize`.
+    Presize(PresizeManifest),
+}
+
+/// Reads `dir/manifest.json` as whichever manifest it is; `Ok(None)` when there is none. A file
+/// that is neither is a corrupt manifest (named, with what is wrong).
+pub fn load_folder_manifest(dir: &Path) -> Result<Option<FolderManifest>, ShardError> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ShardError::Io { path, source }),
+    };
+    let corrupt = |e: serde_json::Error| ShardError::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason: format!("not a dsprep manifest: {e}"),
+    };
+    let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(corrupt)?;
+    if value.get("kind").and_then(|k| k.as_str()) == Some(PRESIZE_MANIFEST_KIND) {
+        return serde_json::from_value(value)
+            .map(|m| Some(FolderManifest::Presize(m)))
+            .map_err(corrupt);
+    }
+    serde_json::from_value(value)
+        .map(|m| Some(FolderManifest::Shards(m)))
+        .map_err(corrupt)
+}
+
 impl Manifest {
     /// The shards this manifest lists under `dir` (of one split, or all), in manifest order;
     /// shards that were never written (every image skipped) are left out. A shard or index name
@@ -250,7 +288,7 @@ impl Manifest {
             reason: format!("cannot serialise manifest: {e}"),
         })?;
         text.push(b'\n');
-        write_atomic(&dir.join(MANIFEST_FILE), &text, durable)
+        super::atomic::write_atomic(&dir.join(MANIFEST_FILE), &text, durable)
     }
 }
 
@@ -269,32 +307,6 @@ pub fn plain_name<'a>(name: &'a str, manifest: &Path) -> Result<&'a str, ShardEr
             ),
         }),
     }
-}
-
-/// Write `path` through `path.partial` + rename, so readers never see half a file; with
-/// `durable`, fsync the file before and its folder after the rename.
-pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ShardError> {
-    use std::io::Write;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".partial");
-    let tmp = std::path::PathBuf::from(tmp);
-    let io = |source, p: &Path| ShardError::Io {
-        path: p.to_path_buf(),
-        source,
-    };
-    let mut f = std::fs::File::create(&tmp).map_err(|e| io(e, &tmp))?;
-    f.write_all(bytes).map_err(|e| io(e, &tmp))?;
-    if durable {
-        f.sync_all().map_err(|e| io(e, &tmp))?;
-    }
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(|e| io(e, path))?;
-    if durable {
-        if let Some(parent) = path.parent() {
-            super::writer::sync_dir(parent)?;
-        }
-    }
-    Ok(())
 }
 
 /// TF Object Detection API label map text (`item { name: … id: … display_name: … }`).
@@ -361,14 +373,5 @@ mod tests {
         assert_eq!(a.records, 3);
         assert_eq!(a.boxes_dropped_total(), 7);
         assert_eq!(a.boxes_dropped["degenerate"], 3);
-    }
-
-    #[test]
-    fn write_atomic_leaves_no_partial() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("m.json");
-        write_atomic(&p, b"{}", true).unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
-        assert!(!dir.path().join("m.json.partial").exists());
     }
 }

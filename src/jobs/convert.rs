@@ -1,0 +1,429 @@
+//! `convert`: COCO splits → shards + manifest + label map.
+//!
+//! Parallel across shards ([`super::shard_loop`]) and, inside a shard, across a bounded window
+//! of images; records are appended in input order, so the bytes never depend on the thread
+//! count. Each finished shard is recorded in the manifest at once (atomically), which is what
+//! `--resume` trusts.
+
+use super::outdir::{OutputDir, OutputMode, LABEL_MAP_FILE};
+use super::record::{sample_to_record, ImageOutcome, JobContext};
+use super::shard_loop::{run_shards, Cancel};
+use super::{pool, JobError, Progress};
+use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
+use crate::shard::atomic::write_atomic;
+use crate::shard::format::{shard_stem, ShardFormat};
+use crate::shard::manifest::{
+    label_map_pbtxt, CategoryEntry, Counts, FolderManifest, LabelMode, Manifest, ManifestOptions,
+    ShardEntry, SplitEntry, MANIFEST_FORMAT_VERSION,
+};
+use crate::shard::writer::{
+    create_lmdb_sink_with, create_tfrecord_sink_with, shard_checksum, ShardInfo, ShardSink,
+    SinkOptions,
+};
+use rayon::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Images decoded/encoded at once inside one shard: bounds memory whatever the dataset size.
+const WINDOW: usize = 32;
+
+/// How many shards a split gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShardTarget {
+    /// About this many image bytes per shard.
+    Bytes(u64),
+    /// Exactly this many shards (capped at the number of images: no empty shards).
+    Count(u32),
+}
+
+/// A complete convert run, as the plan built it.
+#[derive(Debug, Clone)]
+pub struct ConvertSpec {
+    pub splits: Vec<SplitSource>,
+    pub out_dir: PathBuf,
+    pub format: ShardFormat,
+    pub shard_target: ShardTarget,
+    pub labels: LabelMode,
+    pub decode_check: bool,
+    pub strict: bool,
+    /// Longest side at most this many pixels (never upscales).
+    pub presize: Option<u32>,
+    /// fsync finished shards and the final manifest (power-loss safe).
+    pub durable: bool,
+    pub output_mode: OutputMode,
+    pub threads: usize,
+}
+
+/// What a convert run did.
+#[derive(Debug, Clone)]
+pub struct ConvertOutcome {
+    pub out_dir: PathBuf,
+    /// The final manifest (`complete: true`), as written.
+    pub manifest: Manifest,
+    pub seconds: f64,
+    /// Entries `--overwrite` left in the folder because dsprep did not write them.
+    pub left_alone: Vec<String>,
+}
+
+/// One shard's work: the images `i ≡ shard (mod n)` of a split, in input order.
+struct ShardJob {
+    split: usize,
+    stem: String,
+    images: Vec<usize>,
+}
+
+pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome, JobError> {
+    let started = Instant::now();
+    let pool = pool(spec.threads)?;
+    let out_dir = OutputDir::open(&spec.out_dir, spec.output_mode)?;
+    let out = out_dir.path();
+
+    let mut datasets = Vec::with_capacity(spec.splits.len());
+    for split in &spec.splits {
+        datasets.push(load_coco_hashed(&split.annotations)?);
+    }
+    let categories = merge_categories(&datasets.iter().map(|d| &d.0).collect::<Vec<_>>())?;
+    let options = manifest_options(spec);
+    let mut manifest = Manifest {
+        tool: "dsprep".into(),
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        format_version: MANIFEST_FORMAT_VERSION,
+        complete: false,
+        options: options.clone(),
+        categories: categories.clone(),
+        splits: Vec::new(),
+    };
+    let reusable = match (out_dir.resumable_shards(), out_dir.previous()) {
+        (Some(prev), _) => resumable_shards(prev, &options, &datasets, out)?,
+        (None, Some(FolderManifest::Presize(_))) if spec.output_mode == OutputMode::Resume => {
+            return Err(JobError::Resume(format!(
+                "{}: holds the output of `dsprep presize` of a COCO folder, not shards; pick another folder or use --overwrite",
+                out.display()
+            )))
+        }
+        _ => HashMap::new(),
+    };
+
+    let mut jobs = Vec::new();
+    for (si, (split, (ds, sha))) in spec.splits.iter().zip(&datasets).enumerate() {
+        if spec.strict {
+            strict_parse_check(split, ds)?;
+        }
+        let n = shard_count(spec.shard_target, split, ds);
+        for s in 0..n {
+            jobs.push(ShardJob {
+                split: si,
+                stem: shard_stem(&split.name, s, n),
+                images: (s..ds.len()).step_by(n).collect(),
+            });
+        }
+        manifest.splits.push(SplitEntry {
+            name: split.name.clone(),
+            annotations: split.annotations.display().to_string(),
+            annotations_sha256: sha.clone(),
+            images_dir: split.images_dir.display().to_string(),
+            images: ds.len() as u64,
+            records: 0,
+            counts: Counts::default(),
+            annotations_unknown_image: ds.stats.unknown_image,
+            annotations_unknown_category: ds.stats.unknown_category,
+            duplicate_image_ids: ds.stats.duplicate_image_ids,
+            shards: Vec::new(),
+        });
+    }
+    manifest.store(out)?;
+
+    let label_of: HashMap<i64, (String, i64)> = categories
+        .iter()
+        .map(|c| {
+            let label = match spec.labels {
+                LabelMode::Coco => c.id,
+                LabelMode::Contiguous => i64::from(c.contiguous_label),
+            };
+            (c.id, (c.name.clone(), label))
+        })
+        .collect();
+    progress.total(datasets.iter().map(|d| d.0.len() as u64).sum());
+    let shared = Mutex::new(manifest);
+    let finished = run_shards(
+        &pool,
+        &jobs,
+        &shared,
+        out,
+        |job| job.split,
+        |job| {
+            let e = reusable.get(&spec.format.shard_file(&job.stem))?;
+            progress.add(e.counts.records + e.counts.skipped, e.info.bytes);
+            Some((e.clone(), ()))
+        },
+        |job, cancel| {
+            let (split, (ds, _)) = (&spec.splits[job.split], &datasets[job.split]);
+            let ctx = JobContext {
+                images_dir: &split.images_dir,
+                categories: &label_of,
+                decode_check: spec.decode_check,
+                presize: spec.presize,
+            };
+            Ok(write_shard(spec, out, &ctx, ds, job, progress, cancel)?.map(|e| (e, ())))
+        },
+    )?;
+    let mut manifest = shared.into_inner().map_err(|_| JobError::Panicked)?;
+    for split in &mut manifest.splits {
+        split.shards.clear();
+    }
+    for (job, (entry, ())) in jobs.iter().zip(finished) {
+        manifest.splits[job.split].shards.push(entry);
+    }
+    for split in &mut manifest.splits {
+        let mut counts = Counts::default();
+        for s in &split.shards {
+            counts.add(&s.counts);
+        }
+        split.records = counts.records;
+        split.counts = counts;
+    }
+    manifest.complete = true;
+    write_atomic(
+        &out.join(LABEL_MAP_FILE),
+        label_map_pbtxt(&categories).as_bytes(),
+        spec.durable,
+    )?;
+    if spec.durable {
+        manifest.store_durable(out)?;
+    } else {
+        manifest.store(out)?;
+    }
+    Ok(ConvertOutcome {
+        out_dir: out.to_path_buf(),
+        manifest,
+        seconds: started.elapsed().as_secs_f64(),
+        left_alone: out_dir.left_alone().to_vec(),
+    })
+}
+
+/// Converts the images of one shard and finishes it under its final name; `None` when another
+/// shard failed first (the partial files are removed).
+fn write_shard(
+    spec: &ConvertSpec,
+    out: &std::path::Path,
+    ctx: &JobContext<'_>,
+    ds: &CocoDataset,
+    job: &ShardJob,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<Option<ShardEntry>, JobError> {
+    let opts = SinkOptions {
+        durable: spec.durable,
+    };
+    let mut sink: Box<dyn ShardSink> = match spec.format {
+        ShardFormat::Tfrecord => create_tfrecord_sink_with(out, &job.stem, opts)?,
+        ShardFormat::Lmdb => create_lmdb_sink_with(out, &job.stem, opts)?,
+    };
+    let mut entry = ShardEntry {
+        info: ShardInfo {
+            file: spec.format.shard_file(&job.stem),
+            index: None,
+            records: 0,
+            bytes: 0,
+            checksum: String::new(),
+        },
+        counts: Counts::default(),
+        skipped: Vec::new(),
+        reencoded: Vec::new(),
+        size_mismatches: Vec::new(),
+        dropped_boxes: Vec::new(),
+    };
+    for window in job.images.chunks(WINDOW) {
+        if cancel.is_set() {
+            return Ok(None); // dropping the sink removes the partial files
+        }
+        let outcomes: Vec<ImageOutcome> = window
+            .par_iter()
+            .map(|&i| sample_to_record(ctx, ds.sample(i)))
+            .collect();
+        for o in outcomes {
+            if spec.strict {
+                strict_image_check(&o)?;
+            }
+            progress.add(1, o.input_bytes);
+            if let Some(payload) = &o.payload {
+                sink.append_parts(&payload.parts())?;
+            }
+            account(&mut entry, o);
+        }
+    }
+    if entry.counts.records > 0 {
+        entry.info = sink.finish()?;
+    }
+    // Else every image of this shard was skipped: no files (DALI rejects an empty index); the
+    // entry still carries the skipped images, and dropping the sink removes its partials.
+    Ok(Some(entry))
+}
+
+/// Adds one image's outcome to its shard's entry.
+fn account(entry: &mut ShardEntry, o: ImageOutcome) {
+    let counts = &mut entry.counts;
+    let recorded = o.payload.is_some();
+    counts.records += u64::from(recorded);
+    if let Some(s) = o.skipped {
+        counts.skipped += 1;
+        entry.skipped.push(s);
+    }
+    if let Some(r) = o.reencoded {
+        *counts.reencoded.entry(r.reason.clone()).or_default() += 1;
+        entry.reencoded.push(r);
+    }
+    if let Some(m) = o.size_mismatch {
+        counts.size_mismatch += 1;
+        entry.size_mismatches.push(m);
+    }
+    counts.without_annotations += u64::from(o.without_annotations && recorded);
+    counts.boxes_kept += o.kept;
+    counts.boxes_clipped += o.clipped;
+    for d in o.dropped {
+        *counts.boxes_dropped.entry(d.reason.clone()).or_default() += 1;
+        entry.dropped_boxes.push(d);
+    }
+}
+
+/// `--strict`: any problem with an image fails the run, naming the image.
+fn strict_image_check(o: &ImageOutcome) -> Result<(), JobError> {
+    if let Some(s) = &o.skipped {
+        return Err(JobError::Strict(format!(
+            "{} (image id {}): {}",
+            s.file_name, s.image_id, s.reason
+        )));
+    }
+    if let Some(m) = &o.size_mismatch {
+        return Err(JobError::Strict(format!(
+            "{} (image id {}): annotation file says {}x{}, image is {}x{}",
+            m.file_name, m.image_id, m.json[0], m.json[1], m.image[0], m.image[1]
+        )));
+    }
+    if let Some(d) = o.dropped.first() {
+        return Err(JobError::Strict(format!(
+            "{} (image id {}): box {:?} dropped ({})",
+            d.file_name, d.image_id, d.bbox, d.reason
+        )));
+    }
+    Ok(())
+}
+
+fn strict_parse_check(split: &SplitSource, ds: &CocoDataset) -> Result<(), JobError> {
+    let s = &ds.stats;
+    if s.unknown_image + s.unknown_category + s.duplicate_image_ids > 0 {
+        return Err(JobError::Strict(format!(
+            "{}: {} annotations point at unknown images, {} at unknown categories, {} duplicate image ids",
+            split.annotations.display(),
+            s.unknown_image,
+            s.unknown_category,
+            s.duplicate_image_ids
+        )));
+    }
+    Ok(())
+}
+
+/// Shards for a split: by count, or by total input bytes over the target; never more shards
+/// than images (DALI rejects empty index files).
+fn shard_count(target: ShardTarget, split: &SplitSource, ds: &CocoDataset) -> usize {
+    let images = ds.len();
+    if images == 0 {
+        return 0;
+    }
+    let wanted = match target {
+        ShardTarget::Count(n) => n as usize,
+        ShardTarget::Bytes(per_shard) => {
+            let total: u64 = ds
+                .images
+                .iter()
+                .map(|im| {
+                    std::fs::metadata(split.images_dir.join(&im.file_name)).map_or(0, |m| m.len())
+                })
+                .sum();
+            total.div_ceil(per_shard.max(1)) as usize
+        }
+    };
+    wanted.clamp(1, images)
+}
+
+/// Union of all splits' categories by id; the same id with two names is an error.
+fn merge_categories(datasets: &[&CocoDataset]) -> Result<Vec<CategoryEntry>, JobError> {
+    let mut by_id: BTreeMap<i64, String> = BTreeMap::new();
+    for ds in datasets {
+        for c in &ds.categories {
+            if let Some(prev) = by_id.insert(c.id, c.name.clone()) {
+                if prev != c.name {
+                    return Err(JobError::Input(format!(
+                        "category id {} is {:?} in one split and {:?} in another; the splits must share one category list",
+                        c.id, prev, c.name
+                    )));
+                }
+            }
+        }
+    }
+    Ok(by_id
+        .into_iter()
+        .enumerate()
+        .map(|(i, (id, name))| CategoryEntry {
+            id,
+            name,
+            contiguous_label: i as u32,
+        })
+        .collect())
+}
+
+/// The options that decide the output bytes, as the manifest records them.
+fn manifest_options(spec: &ConvertSpec) -> ManifestOptions {
+    let (shard_size, shards) = match spec.shard_target {
+        ShardTarget::Bytes(b) => (Some(b), None),
+        ShardTarget::Count(n) => (None, Some(n)),
+    };
+    ManifestOptions {
+        format: spec.format,
+        labels: spec.labels,
+        shard_size,
+        shards,
+        decode_check: spec.decode_check,
+        presize: spec.presize,
+        presize_mode: Default::default(),
+    }
+}
+
+/// Shards of an interrupted run that can be kept: same options, same annotation files, and the
+/// shard's bytes still hash to what was recorded when it finished.
+fn resumable_shards(
+    prev: &Manifest,
+    options: &ManifestOptions,
+    datasets: &[(CocoDataset, String)],
+    out: &std::path::Path,
+) -> Result<HashMap<String, ShardEntry>, JobError> {
+    if &prev.options != options {
+        return Err(JobError::Resume(format!(
+            "{} was written with other options ({:?}); rerun with those, or use --overwrite",
+            out.join(crate::shard::manifest::MANIFEST_FILE).display(),
+            prev.options
+        )));
+    }
+    let current: Vec<&String> = datasets.iter().map(|d| &d.1).collect();
+    let before: Vec<&String> = prev.splits.iter().map(|s| &s.annotations_sha256).collect();
+    if current != before {
+        return Err(JobError::Resume(
+            "the annotation files changed since the interrupted run; use --overwrite".into(),
+        ));
+    }
+    let mut keep = HashMap::new();
+    for shard in prev.splits.iter().flat_map(|s| &s.shards) {
+        let ok = shard_checksum(out, &shard.info.file).is_ok_and(|h| h == shard.info.checksum)
+            && shard
+                .info
+                .index
+                .as_ref()
+                .is_none_or(|i| out.join(i).is_file());
+        if ok {
+            keep.insert(shard.info.file.clone(), shard.clone());
+        }
+    }
+    Ok(keep)
+}
