@@ -7,6 +7,7 @@ pub mod boxes;
 pub mod coco;
 pub mod discover;
 mod json_stream;
+pub mod paths;
 pub mod rescale;
 
 pub use boxes::{normalize_box, BoxOutcome, NormalizedBox};

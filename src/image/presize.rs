@@ -105,31 +105,6 @@ pub fn presize_jpeg(bytes: &[u8], target: Target, quality: u8) -> Result<Resized
     )
 }
 
-/// Shape the convert orchestration uses: `None` when the bytes can be stored as they are.
-#[derive(Debug, Clone)]
-pub struct ConvertPresized {
-    pub bytes: Vec<u8>,
-    pub width: u32,
-    pub height: u32,
-    pub sx: f64,
-    pub sy: f64,
-}
-
-/// `convert --presize N`: longest side at most `limit`, quality [`DEFAULT_QUALITY`].
-pub fn presize_for_convert(
-    bytes: &[u8],
-    limit: u32,
-) -> Result<Option<ConvertPresized>, ImageError> {
-    let r = presize_jpeg(bytes, Target::longest(limit), DEFAULT_QUALITY)?;
-    Ok(r.bytes.map(|b| ConvertPresized {
-        bytes: b,
-        width: r.width,
-        height: r.height,
-        sx: r.sx,
-        sy: r.sy,
-    }))
-}
-
 /// Bytes of memory presizing an image with this header will need at its peak, for the
 /// caller's memory budget: the input, the decoded planes, and for progressive JPEGs the
 /// full-size coefficient buffer libjpeg keeps. Non-JPEG inputs are decoded in full (RGB).

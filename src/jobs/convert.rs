@@ -7,7 +7,7 @@
 
 use super::outdir::{OutputDir, OutputMode, LABEL_MAP_FILE};
 use super::record::{sample_to_record, ImageOutcome, JobContext};
-use super::shard_loop::{run_shards, Cancel};
+use super::shard_loop::{run_shards, still_intact, Cancel};
 use super::{pool, JobError, Progress};
 use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
 use crate::shard::atomic::write_atomic;
@@ -17,8 +17,7 @@ use crate::shard::manifest::{
     ShardEntry, SplitEntry, MANIFEST_FORMAT_VERSION,
 };
 use crate::shard::writer::{
-    create_lmdb_sink_with, create_tfrecord_sink_with, shard_checksum, ShardInfo, ShardSink,
-    SinkOptions,
+    create_lmdb_sink_with, create_tfrecord_sink_with, ShardInfo, ShardSink, SinkOptions,
 };
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -415,13 +414,7 @@ fn resumable_shards(
     }
     let mut keep = HashMap::new();
     for shard in prev.splits.iter().flat_map(|s| &s.shards) {
-        let ok = shard_checksum(out, &shard.info.file).is_ok_and(|h| h == shard.info.checksum)
-            && shard
-                .info
-                .index
-                .as_ref()
-                .is_none_or(|i| out.join(i).is_file());
-        if ok {
+        if still_intact(out, shard) {
             keep.insert(shard.info.file.clone(), shard.clone());
         }
     }

@@ -5,6 +5,7 @@
 //! Pure per-image work, run in parallel; its result is appended to the shard in input order by
 //! the caller, so shard bytes never depend on scheduling.
 
+use crate::dataset::paths::join_inside;
 use crate::dataset::{normalize_box, BoxOutcome, ImageEntry, Sample};
 use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
 use crate::image::resize::Target;
@@ -22,18 +23,7 @@ use std::path::Path;
 /// reason the image is skipped (the caller names the file): names that are absolute or climb
 /// out with `..` are refused, as is anything that is not a regular file.
 pub fn read_input(images_dir: &Path, file_name: &str) -> Result<Vec<u8>, String> {
-    let rel = Path::new(file_name);
-    if file_name.is_empty()
-        || rel
-            .components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(
-            "file_name is absolute or contains '..': refusing to read outside the images folder"
-                .into(),
-        );
-    }
-    let path = images_dir.join(rel);
+    let path = join_inside(images_dir, file_name).map_err(|e| e.to_string())?;
     match std::fs::metadata(&path) {
         Ok(m) if !m.is_file() => return Err("not a regular file".into()),
         Ok(_) => {}
@@ -288,6 +278,39 @@ fn store_image<'a>(ctx: &JobContext<'_>, raw: &'a [u8]) -> Result<StoredImage<'a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn input_files_must_be_regular_files_inside_the_folder() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.jpg"), b"jpeg").unwrap();
+        std::fs::create_dir(d.path().join("dir.jpg")).unwrap();
+        assert_eq!(read_input(d.path(), "a.jpg").unwrap(), b"jpeg");
+        assert_eq!(read_input(d.path(), "b.jpg").unwrap_err(), "file not found");
+        assert_eq!(
+            read_input(d.path(), "dir.jpg").unwrap_err(),
+            "not a regular file"
+        );
+        assert!(read_input(d.path(), "../a.jpg").unwrap_err().contains(".."));
+        assert!(read_input(d.path(), "/etc/hostname")
+            .unwrap_err()
+            .contains("absolute"));
+    }
+
+    #[test]
+    fn annotation_frame_prefers_the_json_size_and_reports_mismatches() {
+        let img = |w, h| ImageEntry {
+            id: 7,
+            file_name: "x.jpg".into(),
+            width: w,
+            height: h,
+        };
+        assert_eq!(annotation_frame(&img(0, 0), (30, 20)), ((30, 20), None));
+        assert_eq!(annotation_frame(&img(30, 20), (30, 20)), ((30, 20), None));
+        let (frame, m) = annotation_frame(&img(60, 40), (30, 20));
+        assert_eq!(frame, (60, 40));
+        let m = m.unwrap();
+        assert_eq!((m.image_id, m.json, m.image), (7, [60, 40], [30, 20]));
+    }
 
     #[test]
     fn range_within_finds_sub_slices_only() {

@@ -28,6 +28,19 @@ impl Cancel {
     }
 }
 
+/// Whether a shard an earlier run recorded as finished is still there as written: its bytes
+/// hash to the recorded checksum and its index (if any) is present. Only such shards are kept
+/// on `--resume`.
+pub fn still_intact(out: &Path, entry: &ShardEntry) -> bool {
+    crate::shard::writer::shard_checksum(out, &entry.info.file)
+        .is_ok_and(|h| h == entry.info.checksum)
+        && entry
+            .info
+            .index
+            .as_ref()
+            .is_none_or(|i| out.join(i).is_file())
+}
+
 /// What one shard task produced: its manifest entry and whatever else the job counts.
 pub type Finished<X> = (ShardEntry, X);
 

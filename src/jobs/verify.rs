@@ -237,3 +237,158 @@ fn check_payload(payload: &[u8], decode: bool) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shard::manifest::{
+        CategoryEntry, LabelMode, ManifestOptions, SplitEntry, MANIFEST_FORMAT_VERSION,
+    };
+    use crate::shard::od_example::OdRecord;
+    use crate::shard::writer::{create_lmdb_sink, create_tfrecord_sink};
+
+    fn record(i: u8) -> Vec<u8> {
+        let image = vec![0xFF, 0xD8, i, 0xFF, 0xD9];
+        use sha2::Digest;
+        let r = OdRecord {
+            height: 1,
+            width: 1,
+            filename: "f.jpg",
+            source_id: i.to_string(),
+            sha256_hex: hex::encode(sha2::Sha256::digest(&image)),
+            encoded: &image,
+            format: "jpeg",
+            objects: vec![],
+        };
+        let mut out = Vec::new();
+        r.encode_into(&mut out);
+        out
+    }
+
+    /// A folder with one shard of `n` records in `format`, and its manifest.
+    fn folder(format: ShardFormat, n: u8) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let mut sink = match format {
+            ShardFormat::Tfrecord => create_tfrecord_sink(d.path(), "val-00000-of-00001"),
+            ShardFormat::Lmdb => create_lmdb_sink(d.path(), "val-00000-of-00001"),
+        }
+        .unwrap();
+        for i in 0..n {
+            sink.append(&record(i)).unwrap();
+        }
+        let info = sink.finish().unwrap();
+        let m = Manifest {
+            tool: "dsprep".into(),
+            tool_version: "0".into(),
+            format_version: MANIFEST_FORMAT_VERSION,
+            complete: true,
+            options: ManifestOptions {
+                format,
+                labels: LabelMode::Coco,
+                shard_size: None,
+                shards: Some(1),
+                decode_check: false,
+                presize: None,
+                presize_mode: Default::default(),
+            },
+            categories: vec![CategoryEntry {
+                id: 1,
+                name: "a".into(),
+                contiguous_label: 0,
+            }],
+            splits: vec![SplitEntry {
+                name: "val".into(),
+                annotations: String::new(),
+                annotations_sha256: String::new(),
+                images_dir: String::new(),
+                images: u64::from(n),
+                records: u64::from(n),
+                counts: Default::default(),
+                annotations_unknown_image: 0,
+                annotations_unknown_category: 0,
+                duplicate_image_ids: 0,
+                shards: vec![ShardEntry {
+                    info,
+                    counts: Default::default(),
+                    skipped: vec![],
+                    reencoded: vec![],
+                    size_mismatches: vec![],
+                    dropped_boxes: vec![],
+                }],
+            }],
+        };
+        m.store(d.path()).unwrap();
+        d
+    }
+
+    fn verify(d: &Path) -> Result<Vec<BadRecord>, JobError> {
+        let spec = VerifySpec {
+            dir: d.to_path_buf(),
+            decode: false,
+            threads: 1,
+        };
+        Ok(run(&spec)?.into_iter().flat_map(|c| c.bad).collect())
+    }
+
+    use crate::shard::format::ShardFormat;
+
+    #[test]
+    fn clean_shards_of_both_formats_pass() {
+        for f in [ShardFormat::Tfrecord, ShardFormat::Lmdb] {
+            let d = folder(f, 4);
+            assert_eq!(verify(d.path()).unwrap(), vec![], "{f}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_record_is_located_and_the_rest_read() {
+        let d = folder(ShardFormat::Tfrecord, 4);
+        let p = d.path().join("val-00000-of-00001.tfrecord");
+        let idx = std::fs::read_to_string(d.path().join("val-00000-of-00001.idx")).unwrap();
+        let second: u64 = idx
+            .lines()
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut b = std::fs::read(&p).unwrap();
+        b[second as usize + 20] ^= 0x55; // inside record 1's payload
+        std::fs::write(&p, b).unwrap();
+        let bad = verify(d.path()).unwrap();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!((bad[0].offset, bad[0].record), (Some(second), Some(1)));
+        assert!(bad[0].reason.contains("CRC"), "{}", bad[0].reason);
+    }
+
+    #[test]
+    fn index_lines_and_counts_are_checked() {
+        let d = folder(ShardFormat::Tfrecord, 3);
+        let idx = d.path().join("val-00000-of-00001.idx");
+        let text = std::fs::read_to_string(&idx).unwrap();
+        let first_two: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&idx, first_two).unwrap();
+        let bad = verify(d.path()).unwrap();
+        assert!(
+            bad.iter()
+                .any(|b| b.reason == "record missing from the index"),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().any(|b| b.reason.contains("index has 2 lines")),
+            "{bad:?}"
+        );
+    }
+
+    #[test]
+    fn a_manifest_naming_a_file_outside_its_folder_is_corrupt() {
+        let d = folder(ShardFormat::Tfrecord, 1);
+        let mut m = Manifest::load(d.path()).unwrap().unwrap();
+        m.splits[0].shards[0].info.index = Some("../../etc/hostname".into());
+        m.store(d.path()).unwrap();
+        let e = verify(d.path()).unwrap_err();
+        assert!(e.to_string().contains("not a plain file name"), "{e}");
+    }
+}

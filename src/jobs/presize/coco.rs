@@ -11,6 +11,7 @@
 //! manifest are written last: a manifest with `complete: true` means OUT is done.
 
 use super::{PresizeOutcome, PresizeSpec};
+use crate::dataset::paths::join_inside;
 use crate::dataset::rescale::{rewrite_coco_file, ImagePlan, ImageScale};
 use crate::dataset::{load_coco, ImageEntry, SplitSource};
 use crate::image::jpeg_header::parse_jpeg_header;
@@ -26,7 +27,7 @@ use crate::shard::manifest::{
 };
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -258,15 +259,6 @@ fn account(
     plans
 }
 
-/// `file_name` joined under `dir`, refusing names that would escape it.
-fn safe_join(dir: &Path, name: &str) -> Option<PathBuf> {
-    let rel = Path::new(name);
-    if name.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return None;
-    }
-    Some(dir.join(rel))
-}
-
 /// One image: kept from an interrupted run, or read, presized and written atomically. A bad
 /// image is an outcome; failing to write the output is an error that stops the run.
 fn presize_one(
@@ -277,10 +269,9 @@ fn presize_one(
     budget: &Budget,
     resume: bool,
 ) -> Result<Outcome, JobError> {
-    let Some(dst) = safe_join(out_images, &img.file_name) else {
-        return Ok(Outcome::Failed(
-            "file_name is absolute or contains '..': refusing to write outside OUT".into(),
-        ));
+    let dst = match join_inside(out_images, &img.file_name) {
+        Ok(p) => p,
+        Err(e) => return Ok(Outcome::Failed(e.to_string())),
     };
     let src_path = split.images_dir.join(&img.file_name);
     if resume && dst.is_file() {
@@ -347,19 +338,4 @@ fn resumed(src: &Path, dst: &Path) -> Option<Outcome> {
         resumed: true,
         dct_denom: 0,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_escaping_out_are_refused() {
-        let d = Path::new("/out");
-        assert_eq!(safe_join(d, "a/b.jpg"), Some(PathBuf::from("/out/a/b.jpg")));
-        assert_eq!(safe_join(d, "../x.jpg"), None);
-        assert_eq!(safe_join(d, "/etc/passwd"), None);
-        assert_eq!(safe_join(d, "a/../../x"), None);
-        assert_eq!(safe_join(d, ""), None);
-    }
 }

@@ -8,7 +8,7 @@ use super::{PresizeOutcome, PresizeSpec};
 use crate::image::presize::{memory_estimate, presize_image, Change};
 use crate::jobs::budget::Budget;
 use crate::jobs::outdir::{OutputDir, OutputMode, LABEL_MAP_FILE};
-use crate::jobs::shard_loop::{run_shards, Cancel};
+use crate::jobs::shard_loop::{run_shards, still_intact, Cancel};
 use crate::jobs::{pool, JobError, Progress};
 use crate::shard::atomic::write_atomic;
 use crate::shard::example::Example;
@@ -17,8 +17,7 @@ use crate::shard::manifest::{ImageNote, Manifest, PresizeSplit, ShardEntry, MANI
 use crate::shard::od_example::{keys, record_identity, rewrite_image};
 use crate::shard::source::{read_records, Flow, ReadMode};
 use crate::shard::writer::{
-    create_lmdb_sink_with, create_tfrecord_sink_with, shard_checksum, ShardInfo, ShardSink,
-    SinkOptions,
+    create_lmdb_sink_with, create_tfrecord_sink_with, ShardInfo, ShardSink, SinkOptions,
 };
 use rayon::prelude::*;
 use std::path::Path;
@@ -280,7 +279,7 @@ pub fn run(
             .iter()
             .flat_map(|s| &s.shards)
             .find(|s| s.info.file == file)?;
-        (shard_checksum(out, file).ok()? == e.info.checksum).then(|| e.clone())
+        still_intact(out, e).then(|| e.clone())
     };
 
     let refs = input.shard_refs(dir, None)?;
