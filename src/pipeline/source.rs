@@ -120,20 +120,18 @@ pub fn read_shard(
     };
     match &shard.kind {
         ShardKind::Lmdb => {
-            let mut stopped = false;
+            use crate::shard::source::Flow as Next;
             let r = lmdb::for_each_record(&shard.path, |i, _key, value| {
-                if stopped {
-                    return;
-                }
                 match example::find_bytes_feature(value, "image/encoded") {
                     Ok(Some(jpeg)) => {
                         if on_record(RecordRef { offset: i, jpeg }) == Flow::Stop {
-                            stopped = true;
+                            return Next::Stop;
                         }
                     }
                     Ok(None) => on_bad(bad(i, "record has no image/encoded".into())),
                     Err(e) => on_bad(bad(i, format!("bad tf.train.Example: {e}"))),
                 }
+                Next::Continue
             });
             if let Err(e) = r {
                 on_bad(bad(0, e.to_string()));

@@ -21,7 +21,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ::lmdb::{Cursor as _, Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
+use ::lmdb::{Database, Environment, EnvironmentFlags, Transaction as _, WriteFlags};
+
+use super::source::Flow;
 
 use super::atomic::sync_dir;
 use super::format::{partial_path, ShardFormat};
@@ -335,53 +337,61 @@ impl Drop for LmdbSink {
 /// Calls `f(i, key, value)` for every record of the LMDB shard directory `dir`, in key order,
 /// and returns the record count. Metadata entries are not passed to `f` but are checked: keys
 /// must run `0000000000, 0000000001, ...` without gaps and `__len__` must match the count.
-/// Opens read-only without a lock file, as Python readers do.
+/// Reads `data.mdb` with the bounds-checked reader ([`super::lmdb_read`]), never through a
+/// map, so a damaged file is an error and never a crash. When `f` returns [`Flow::Stop`] the
+/// walk ends there (no metadata checks) and the count so far is returned.
 pub fn for_each_record<F>(dir: &Path, mut f: F) -> Result<u64, ShardError>
 where
-    F: FnMut(u64, &[u8], &[u8]),
+    F: FnMut(u64, &[u8], &[u8]) -> Flow,
 {
-    let env = Environment::new()
-        .set_flags(
-            EnvironmentFlags::READ_ONLY | EnvironmentFlags::NO_LOCK | EnvironmentFlags::NO_TLS,
-        )
-        .set_max_dbs(0)
-        .open(dir)
-        .map_err(|e| lmdb_err(dir, "cannot open LMDB environment", e))?;
-    let db = env
-        .open_db(None)
-        .map_err(|e| lmdb_err(dir, "cannot open database", e))?;
-    let txn = env
-        .begin_ro_txn()
-        .map_err(|e| lmdb_err(dir, "cannot begin read", e))?;
-    let mut cursor = txn
-        .open_ro_cursor(db)
-        .map_err(|e| lmdb_err(dir, "cannot open cursor", e))?;
+    let corrupt = |e: super::lmdb_read::LmdbReadError| ShardError::Corrupt {
+        path: e.path,
+        offset: e.offset,
+        reason: e.reason,
+    };
+    let file = super::lmdb_read::LmdbFile::open(&dir.join(DATA_FILE)).map_err(corrupt)?;
     let mut n = 0u64;
     let mut len_value: Option<Vec<u8>> = None;
-    for item in cursor.iter_start() {
-        let (key, value) = item.map_err(|e| lmdb_err(dir, "read failed", e))?;
+    let mut out_of_sequence: Option<String> = None;
+    let mut stopped = false;
+    file.for_each(&mut |key, value| {
         if key.first() == Some(&b'_') {
             if key == LEN_KEY {
                 len_value = Some(value.to_vec());
             }
-            continue;
+            return Flow::Continue;
         }
-        let expected = record_key(n).ok_or_else(|| ShardError::Lmdb {
-            path: dir.to_path_buf(),
-            message: "more than 9,999,999,999 records".into(),
-        })?;
-        if key != expected {
-            return Err(ShardError::Lmdb {
-                path: dir.to_path_buf(),
-                message: format!(
+        match record_key(n) {
+            Some(expected) if key == expected => {}
+            Some(expected) => {
+                out_of_sequence = Some(format!(
                     "record key {:?} out of sequence (expected {:?}): records missing or foreign keys",
                     String::from_utf8_lossy(key),
                     String::from_utf8_lossy(&expected)
-                ),
-            });
+                ));
+                return Flow::Stop;
+            }
+            None => {
+                out_of_sequence = Some("more than 9,999,999,999 records".into());
+                return Flow::Stop;
+            }
         }
-        f(n, key, value);
+        let flow = f(n, key, value);
         n += 1;
+        if flow == Flow::Stop {
+            stopped = true;
+        }
+        flow
+    })
+    .map_err(corrupt)?;
+    if let Some(message) = out_of_sequence {
+        return Err(ShardError::Lmdb {
+            path: dir.to_path_buf(),
+            message,
+        });
+    }
+    if stopped {
+        return Ok(n);
     }
     match len_value {
         Some(v) if v == n.to_string().as_bytes() => Ok(n),
@@ -402,6 +412,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ::lmdb::Cursor as _;
     use std::collections::BTreeMap;
 
     fn payload(i: u64, len: usize) -> Vec<u8> {
@@ -477,6 +488,7 @@ mod tests {
             assert_eq!(k, record_key(i).unwrap());
             assert_eq!(v, payload(i, (i as usize * 13) % 3000));
             seen += 1;
+            Flow::Continue
         })
         .unwrap();
         assert_eq!((count, seen), (n, n));
@@ -497,7 +509,7 @@ mod tests {
         assert_eq!(all[KEYS_KEY], b"");
         assert_eq!(all[LEN_KEY], b"0");
         assert_eq!(
-            for_each_record(&dir.path().join("e.lmdb"), |_, _, _| {}).unwrap(),
+            for_each_record(&dir.path().join("e.lmdb"), |_, _, _| Flow::Continue).unwrap(),
             0
         );
     }
@@ -620,7 +632,7 @@ mod tests {
                 .unwrap();
             txn.commit().unwrap();
         }
-        let err = for_each_record(&path, |_, _, _| {})
+        let err = for_each_record(&path, |_, _, _| Flow::Continue)
             .unwrap_err()
             .to_string();
         assert!(

@@ -8,6 +8,7 @@ pub mod example;
 pub mod format;
 pub mod index;
 pub mod lmdb;
+pub mod lmdb_read;
 pub mod manifest;
 pub mod od_example;
 pub mod source;

@@ -124,24 +124,16 @@ fn read_lmdb(
     on_problem: &mut dyn FnMut(RecordProblem),
 ) -> u64 {
     let mut seen = 0u64;
-    let mut stopped = false;
     let r = lmdb::for_each_record(&shard.path, |i, _key, value| {
-        if stopped {
-            return;
-        }
         seen = i + 1;
-        let rec = Record {
+        on_record(Record {
             number: i,
             offset: None,
             payload: value,
-        };
-        if on_record(rec) == Flow::Stop {
-            stopped = true;
-        }
+        })
     });
     match r {
-        Ok(n) if !stopped => n,
-        Ok(_) => seen,
+        Ok(n) => n,
         Err(e) => {
             on_problem(whole_shard(e.to_string()));
             seen
