@@ -615,8 +615,10 @@ pub fn mkfifo(p: &Path) {
 // ---------------------------------------------------------------------------------------------
 
 fn masked_crc(data: &[u8]) -> u32 {
-    let c = crc32c::crc32c(data);
-    ((c >> 15) | (c << 17)).wrapping_add(0xa282_ead8)
+    // TensorFlow's mask: ((crc >> 15) | (crc << 17)) + 0xa282ead8, i.e. a rotation by 17.
+    crc32c::crc32c(data)
+        .rotate_right(15)
+        .wrapping_add(0xa282_ead8)
 }
 
 /// One TFRecord frame (TensorFlow's framing, CRCs correct).
