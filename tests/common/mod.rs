@@ -167,6 +167,9 @@ where
         ))
         .arg(bin())
         .args(&args)
+        // glibc reserves 64 MiB of address space per malloc arena (up to 8 per core): without
+        // this a many-core CI machine could hit the address-space ceiling on a normal run.
+        .env("MALLOC_ARENA_MAX", "4")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
