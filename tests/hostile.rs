@@ -506,7 +506,7 @@ fn presize_refuses_out_inside_in() {
 /// Presize, IN inside OUT: "the first `--overwrite` run writes into the input folder, the
 /// second deletes the whole input dataset." Required: exit 2, nothing written, both times.
 #[test]
-#[ignore = "issue 11: presize accepts IN inside OUT and writes (then on a second --overwrite deletes) around the input"]
+#[ignore = "issue 11: presize accepts IN inside OUT with --overwrite and writes into OUT around the input (exit 0)"]
 fn presize_refuses_in_inside_out() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -1947,7 +1947,7 @@ fn convert_duplicates_first_wins() {
 /// Same rule for presize ("duplicate `file_name`s race two entries on one `.partial`;
 /// duplicate image ids leave a file missing").
 #[test]
-#[ignore = "issue 11: presize races duplicate file_names on one .partial and leaves a duplicated id's file missing, unnamed"]
+#[ignore = "issue 11: presize exits 0 and names neither later duplicate (a.jpg id 3, c.jpg id 2); first-wins not enforced"]
 fn presize_duplicates_first_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
