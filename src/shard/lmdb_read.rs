@@ -252,7 +252,11 @@ impl LmdbFile {
         let ps = self.meta.psize;
         let lower = u16_at(page, 12).unwrap_or(0) as usize;
         let upper = u16_at(page, 14).unwrap_or(0) as usize;
-        if lower < PAGE_HEADER || lower > upper || upper > ps || (lower - PAGE_HEADER) % 2 != 0 {
+        if lower < PAGE_HEADER
+            || lower > upper
+            || upper > ps
+            || !(lower - PAGE_HEADER).is_multiple_of(2)
+        {
             return Err(self.err(
                 pgno,
                 format!("page {pgno} has free-space bounds {lower}..{upper}"),
@@ -497,7 +501,9 @@ mod tests {
         (d, p)
     }
 
-    fn all(path: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, LmdbReadError> {
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn all(path: &Path) -> Result<Entries, LmdbReadError> {
         let f = LmdbFile::open(path)?;
         let mut out = Vec::new();
         f.for_each(&mut |k, v| {
