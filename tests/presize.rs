@@ -470,7 +470,11 @@ fn shard_folder_in_shard_folder_out() {
 fn lmdb_records(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for s in shards_with(dir, "lmdb") {
-        dsprep::shard::lmdb::for_each_record(&s, |_, _, v| out.push(v.to_vec())).unwrap();
+        dsprep::shard::lmdb::for_each_record(&s, |_, _, v| {
+            out.push(v.to_vec());
+            dsprep::shard::source::Flow::Continue
+        })
+        .unwrap();
     }
     out
 }
