@@ -276,7 +276,7 @@ mod tests {
 
     /// A folder with `n` (empty) TFRecord shards, found by name.
     fn shard_dir(n: usize) -> tempfile::TempDir {
-        let d = shard_dir(4);
+        let d = tempfile::tempdir().unwrap();
         for i in 0..n {
             std::fs::write(d.path().join(format!("s{i}.tfrecord")), b"").unwrap();
         }
