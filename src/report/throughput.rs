@@ -639,6 +639,93 @@ mod tests {
             .starts_with("sum of per-GPU medians"));
     }
 
+    /// The JSON keys and enum spellings consumers read (bench scripts, users' dashboards).
+    #[test]
+    fn json_shape_is_pinned() {
+        let rep = ThroughputReport::new(&cfg(), &gpu_result(1000, 1, 1), None, None, true);
+        let j = serde_json::to_value(&rep).unwrap();
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut want = vec![
+            "dir",
+            "device",
+            "fell_back_to_cpu",
+            "batch",
+            "size",
+            "resize",
+            "dtype",
+            "bgr",
+            "decode_only",
+            "images_per_s",
+            "mb_per_s",
+            "intervals_measured",
+            "interval_ips_min",
+            "interval_ips_max",
+            "warmup_s",
+            "elapsed_s",
+            "images",
+            "batches",
+            "epochs_started",
+            "decoders",
+            "stages",
+            "gpu_memory_total_mib",
+            "gpu_memory_used_by_run_mib",
+            "hw_jpeg_engines",
+            "hw_cores_per_engine",
+            "nvjpeg",
+            "kernel_cache_hit",
+            "kernel_compile_ms",
+            "tuning",
+            "bad_record_count",
+            "bad_records",
+            "target",
+            "notes",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(
+            (j["resize"].as_str(), j["dtype"].as_str()),
+            (Some("stretch"), Some("fp32"))
+        );
+        let t = &j["tuning"];
+        assert_eq!(t["decoders"], "both");
+        let tk: Vec<&str> = t.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut tk = tk.clone();
+        tk.sort_unstable();
+        assert_eq!(
+            tk,
+            [
+                "cuda_backend",
+                "cuda_workers",
+                "decoders",
+                "hw_chunk",
+                "hw_workers",
+                "ordinal",
+                "slots"
+            ]
+        );
+        let mut c = cfg();
+        c.gpu.decoders = DecoderSet::HardwareOnly;
+        c.resize = ResizeMode::Letterbox;
+        c.dtype = DType::Fp16;
+        let j = serde_json::to_value(ThroughputReport::new(
+            &c,
+            &gpu_result(1, 1, 1),
+            None,
+            None,
+            true,
+        ))
+        .unwrap();
+        assert_eq!(j["tuning"]["decoders"], "hardware_only");
+        assert_eq!(
+            (j["resize"].as_str(), j["dtype"].as_str()),
+            (Some("letterbox"), Some("fp16"))
+        );
+        let t = ThroughputReport::new(&c, &gpu_result(1, 1, 1), None, None, true).render_table();
+        assert!(t.contains("Letterbox Fp16"), "{t}");
+    }
+
     #[test]
     fn single_gpu_json_has_no_multi_gpu_fields() {
         let rep = ThroughputReport::new(&cfg(), &gpu_result(1000, 1, 1), None, None, true);
