@@ -10,10 +10,10 @@
 // Self-contained on purpose: NVRTC has no CUDA headers by default, so no includes, and fp16 is
 // written through the PTX conversion instruction instead of cuda_fp16.h.
 //
-// The CPU reference (src/pipeline/preprocess.rs) implements the same arithmetic in the same order;
+// The CPU reference (src/throughput/preprocess.rs) implements the same arithmetic in the same order;
 // tests compare the two. Keep them in step.
 
-// Must match `ImageDesc` in src/pipeline/preprocess.rs (repr(C), 48 bytes).
+// Must match `ImageDesc` in src/gpu/ffi/preprocess.rs (repr(C), 48 bytes).
 struct ImageDesc {
     unsigned long long src_offset;  // byte offset of the image in the decode arena
     int src_w;                      // decoded width in pixels

@@ -7,18 +7,24 @@
 //! * The fused kernel vs its CPU reference on random sizes, outputs poisoned first.
 //! * The whole GPU pipeline on small shards with a corrupt record; the CPU pipeline (no GPU).
 
-use dsprep::cli::{DType, ResizeMode};
 use dsprep::gpu::device::{probe, Gpu};
-use dsprep::gpu::ffi::cuda::{self, DeviceBuffer, PreprocessLaunch};
-use dsprep::gpu::ffi::nvjpeg::{DeviceImage, Handle, NvJpeg, BACKEND_GPU_HYBRID, BACKEND_HYBRID};
+use dsprep::gpu::ffi::cuda::{self, DeviceBuffer, PinnedBuffer};
+use dsprep::gpu::ffi::nvjpeg::{Handle, NvJpeg, BACKEND_GPU_HYBRID, BACKEND_HYBRID};
 use dsprep::gpu::ffi::nvrtc::Target;
+use dsprep::gpu::ffi::preprocess::{launch_preprocess, DescriptorStaging, PreprocessParams};
 use dsprep::gpu::kernels::{self, Kernels};
-use dsprep::pipeline::decoders::{
+use dsprep::image::jpeg_header::parse_jpeg_header_until_scan;
+use dsprep::shard::{example::Example, index, tfrecord};
+use dsprep::throughput::decoders::{
     self, cpu_decode_rgb8, CudaDecoder, Decoder, HwDecoder, Job, JobResult,
 };
-use dsprep::pipeline::preprocess::{describe, preprocess_image, ImageDesc, Normalize, FLAG_EMPTY};
-use dsprep::pipeline::{self, DecoderSet, GpuTuning, PipelineConfig, Stop};
-use dsprep::shard::{example::Example, index, tfrecord};
+use dsprep::throughput::frame::frame_of;
+use dsprep::throughput::preprocess::{
+    describe, preprocess_image, ImageDesc, Normalize, FLAG_EMPTY,
+};
+use dsprep::throughput::{
+    self, DType, DecoderSet, GpuTuning, PipelineConfig, ResizeMode, RunResult, Stop,
+};
 use std::path::{Path, PathBuf};
 
 /// Some(reason) when the GPU tests cannot run here.
@@ -93,15 +99,12 @@ fn gpu_decode(
 ) -> Option<Result<Vec<u8>, String>> {
     let n = (3 * w * h) as usize;
     let buf = DeviceBuffer::alloc(&gpu.ctx, n + 256).unwrap();
+    let mut staged = PinnedBuffer::alloc(&gpu.ctx, data.len()).unwrap();
+    staged.as_mut_slice().unwrap()[..data.len()].copy_from_slice(data);
     let mut results = Vec::new();
     let job = Job {
-        data,
-        width: w,
-        height: h,
-        dst: DeviceImage {
-            ptr: buf.ptr(),
-            pitch: 3 * w as usize,
-        },
+        data: staged.slice(0..data.len()).unwrap(),
+        dst: buf.image(0, w, h).unwrap(),
     };
     dec.decode(std::slice::from_ref(&job), &mut results)
         .unwrap();
@@ -167,7 +170,7 @@ fn nvjpeg_matches_cpu_decoder_on_fixtures() {
         let Ok((cpu, w, h)) = cpu_decode_rgb8(&data) else {
             continue;
         };
-        let Ok(info) = dsprep::pipeline::jpeg::parse(&data) else {
+        let Ok(info) = parse_jpeg_header_until_scan(&data) else {
             continue;
         };
         if (info.width, info.height) != (w, h) {
@@ -179,7 +182,7 @@ fn nvjpeg_matches_cpu_decoder_on_fixtures() {
         let damaged =
             name.contains("corrupt") || name.contains("truncated") || name.contains("coco-bad");
         let known = name.contains("rgb_adobe");
-        let cmyk = info.components == 4;
+        let cmyk = info.components.len() == 4;
         let mut lanes: Vec<(&str, &mut dyn Decoder)> =
             vec![("cuda-hybrid", &mut hy), ("cuda-gpu-hybrid", &mut gh)];
         if let Some(h) = hw.as_mut() {
@@ -260,9 +263,8 @@ fn kernel_matches_cpu_reference_on_random_sizes() {
         }
         let arena = DeviceBuffer::alloc(&gpu.ctx, arena_host.len()).unwrap();
         arena.copy_from_host(0, &arena_host).unwrap();
-        let desc_bytes: Vec<u8> = descs.iter().flat_map(|d| d.to_bytes()).collect();
-        let descs_dev = DeviceBuffer::alloc(&gpu.ctx, desc_bytes.len()).unwrap();
-        descs_dev.copy_from_host(0, &desc_bytes).unwrap();
+        let mut staging = DescriptorStaging::alloc(&gpu.ctx, batch).unwrap();
+        staging.upload(&descs, &stream).unwrap();
         let per = 3 * (side * side) as usize;
         let eb = if dtype == DType::Fp32 { 4 } else { 2 };
         let out = DeviceBuffer::alloc(&gpu.ctx, batch * per * eb).unwrap();
@@ -272,19 +274,18 @@ fn kernel_matches_cpu_reference_on_random_sizes() {
         } else {
             &k.preprocess_f16
         };
-        cuda::launch_preprocess(
+        launch_preprocess(
             f,
             &stream,
-            &PreprocessLaunch {
-                arena: arena.ptr(),
-                descs: descs_dev.ptr(),
-                out: out.ptr(),
-                side: side as i32,
-                batch: batch as i32,
+            &arena,
+            &staging,
+            &out,
+            &PreprocessParams {
+                side,
                 mean: norm.mean,
                 inv_std: norm.inv_std,
                 pad: norm.pad,
-                bgr: norm.bgr as i32,
+                bgr: norm.bgr,
             },
         )
         .unwrap();
@@ -398,7 +399,7 @@ fn small_set() -> Vec<Vec<u8>> {
 fn config(dir: &Path, stop: Stop, batch: usize) -> PipelineConfig {
     PipelineConfig {
         dir: dir.to_path_buf(),
-        shards: vec![],
+        shards: dsprep::shard::source::shards_in(dir, None).unwrap(),
         batch,
         side: 64,
         resize: ResizeMode::Letterbox,
@@ -423,7 +424,7 @@ fn config(dir: &Path, stop: Stop, batch: usize) -> PipelineConfig {
     }
 }
 
-fn check_run(r: &pipeline::RunResult, expected_good: u64, epochs: u64, bad: &[(PathBuf, u64)]) {
+fn check_run(r: &RunResult, expected_good: u64, epochs: u64, bad: &[(PathBuf, u64)]) {
     assert_eq!(r.images + r.undecodable, expected_good * epochs, "{r:?}");
     assert_eq!(r.by_hardware + r.by_cuda + r.by_cpu, r.images, "{r:?}");
     for (p, off) in bad {
@@ -449,7 +450,7 @@ fn cpu_pipeline_reads_shards_and_reports_bad_records() {
     let d = tempfile::tempdir().unwrap();
     let set = small_set();
     let bad = write_shards(d.path(), &set, 3, true);
-    let r = pipeline::cpu::run(&config(d.path(), Stop::Epochs(2), 4), &mut |_| {}).unwrap();
+    let r = throughput::cpu::run(&config(d.path(), Stop::Epochs(2), 4), &mut |_| {}).unwrap();
     // all but the text record and the corrupted record reach the decoder
     let good = set.len() as u64 - 2;
     assert_eq!(r.images + r.undecodable, good * 2 + 2, "{r:?}"); // "not a JPEG" fails in decode on CPU
@@ -472,7 +473,7 @@ fn gpu_pipeline_end_to_end_on_small_shards() {
     let good = set
         .iter()
         .enumerate()
-        .filter(|(k, j)| *k != 3 && dsprep::pipeline::jpeg::parse(j).is_ok())
+        .filter(|(k, j)| *k != 3 && frame_of(j).is_ok())
         .count() as u64;
     for decoders in [
         DecoderSet::Both,
@@ -481,7 +482,7 @@ fn gpu_pipeline_end_to_end_on_small_shards() {
     ] {
         let mut cfg = config(d.path(), Stop::Epochs(3), 4);
         cfg.gpu.decoders = decoders;
-        let r = pipeline::gpu::run(&cfg, &mut |_| {}).unwrap();
+        let r = throughput::gpu::run(&cfg, &mut |_| {}).unwrap();
         println!(
             "{decoders:?}: {} images, hw {} cuda {} cpu {} undecodable {} bad {:?}",
             r.images,
@@ -522,7 +523,7 @@ fn two_gpus_split_the_shards_and_add_up() {
     let good = set
         .iter()
         .enumerate()
-        .filter(|(k, j)| *k != 4 && dsprep::pipeline::jpeg::parse(j).is_ok())
+        .filter(|(k, j)| *k != 4 && frame_of(j).is_ok())
         .count() as u64;
     let json = d.path().join("vt.json");
     let parse = |extra: &[&str]| {
@@ -628,20 +629,15 @@ fn vt_cli() {
         .map(|n| n.get())
         .unwrap_or(1);
     let plan = dsprep::plan::throughput::plan_throughput(&a, cores).unwrap();
-    let gpu = a.device != dsprep::cli::DeviceKind::Cpu;
-    let r = if gpu {
-        pipeline::gpu::run(&plan.config, &mut |_| {})
+    let device = if a.device == dsprep::cli::DeviceKind::Cpu {
+        throughput::Device::Cpu
     } else {
-        pipeline::cpu::run(&plan.config, &mut |_| {})
+        throughput::Device::Gpu
     };
+    let r = throughput::run(&plan.job, device, &mut |_| {});
     let r = r.unwrap_or_else(|e| panic!("pipeline failed: {e}"));
-    let rep = dsprep::report::throughput::ThroughputReport::new(
-        &plan.config,
-        &r,
-        plan.target_ips,
-        None,
-        gpu,
-    );
+    let rep =
+        dsprep::report::throughput::ThroughputReport::of(&plan.job, &r, plan.target_ips, None);
     print!("{}", rep.render_table());
     if let Some(j) = &plan.json {
         std::fs::write(j, serde_json::to_string_pretty(&rep).unwrap()).unwrap();

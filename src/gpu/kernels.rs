@@ -6,9 +6,10 @@
 //! changed kernel or compiler never reuses a stale image. Any cache problem just means compiling.
 
 use crate::gpu::device::Gpu;
+use crate::gpu::ffi::preprocess::{Precision, PreprocessKernel};
 use crate::gpu::ffi::{cuda, nvrtc};
 use crate::gpu::GpuError;
-use cudarc::driver::{CudaFunction, CudaModule};
+use cudarc::driver::CudaModule;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,8 +107,8 @@ pub fn compile_all(target: nvrtc::Target) -> Result<Vec<String>, GpuError> {
 /// Loaded preprocessing kernels for one device.
 pub struct Kernels {
     _module: Arc<CudaModule>,
-    pub preprocess_f32: CudaFunction,
-    pub preprocess_f16: CudaFunction,
+    pub preprocess_f32: PreprocessKernel,
+    pub preprocess_f16: PreprocessKernel,
     /// Whether the image came from the on-disk cache.
     pub cache_hit: bool,
     pub compile_ms: f64,
@@ -130,15 +131,9 @@ impl Kernels {
                 call: "cuModuleLoadData",
                 message: format!("{e:?}"),
             })?;
-        let get = |f: &str| {
-            module.load_function(f).map_err(|e| GpuError::Cuda {
-                call: "cuModuleGetFunction",
-                message: format!("{f}: {e:?}"),
-            })
-        };
         Ok(Self {
-            preprocess_f32: get("preprocess_f32")?,
-            preprocess_f16: get("preprocess_f16")?,
+            preprocess_f32: PreprocessKernel::load(&module, Precision::F32)?,
+            preprocess_f16: PreprocessKernel::load(&module, Precision::F16)?,
             _module: module,
             cache_hit,
             compile_ms: t.elapsed().as_secs_f64() * 1e3,

@@ -1,11 +1,16 @@
-//! `verify-throughput` arguments → a validated [`PipelineConfig`] plus the device choice.
+//! `verify-throughput` arguments → a complete [`Job`]: the throughput layer's own config types
+//! (the clap enums stop here), the shard list resolved once (manifest-listed, else found by
+//! looking), and with several GPUs one config per GPU with its share of the shards.
 //!
 //! Tuning knobs that have no flag yet are read from the environment here, once, so the pipeline
-//! never looks at it (see bench/gpu/README.md): `DSPREP_HW_WORKERS`, `DSPREP_HW_CHUNK`, `DSPREP_CUDA_WORKERS`, `DSPREP_CUDA_BACKEND`
-//! (hybrid|gpu_hybrid), `DSPREP_SLOTS`, `DSPREP_WARMUP_S`.
+//! never looks at it (see bench/gpu/README.md): `DSPREP_HW_WORKERS`, `DSPREP_HW_CHUNK`,
+//! `DSPREP_CUDA_WORKERS`, `DSPREP_CUDA_BACKEND` (hybrid|gpu_hybrid), `DSPREP_SLOTS`,
+//! `DSPREP_WARMUP_S`.
 
-use crate::cli::{DeviceKind, VerifyThroughputArgs};
-use crate::pipeline::{DecoderSet, GpuTuning, PipelineConfig, Stop};
+use crate::cli::{DecoderChoice, DeviceKind, VerifyThroughputArgs};
+use crate::shard::format::ShardRef;
+use crate::throughput::config::{self as tc, default_cuda_workers, default_readers};
+use crate::throughput::{DecoderSet, DeviceChoice, Job, PipelineConfig, Stop};
 use std::path::PathBuf;
 
 /// What is wrong with a verify-throughput invocation.
@@ -25,6 +30,16 @@ pub enum ThroughputPlanError {
     Target(f64),
     #[error("--readers must be at least 1")]
     Readers,
+    #[error(
+        "{dir}: no .tfrecord or .lmdb shards found (is this a `dsprep convert` output folder?)"
+    )]
+    NoShards { dir: PathBuf },
+    #[error("{dir}: cannot list the shards: {source}")]
+    Shards {
+        dir: PathBuf,
+        #[source]
+        source: crate::shard::ShardError,
+    },
     #[error("--gpus: GPU {0} is listed twice (give each ordinal once, e.g. --gpus 0,1)")]
     DuplicateGpu(u32),
     #[error("--gpus: {gpus} GPUs but only {shards} shard(s) in {dir}; each GPU needs at least one shard (use fewer GPUs, or `dsprep convert --shards N` with N >= {gpus})")]
@@ -44,13 +59,13 @@ pub enum ThroughputPlanError {
 /// A validated verify-throughput run.
 #[derive(Debug, Clone)]
 pub struct ThroughputPlan {
-    pub config: PipelineConfig,
-    pub device: DeviceKind,
+    /// What runs: the device choice, the whole-folder config (on the first GPU), and with
+    /// several GPUs one config per GPU.
+    pub job: Job,
     pub target_ips: Option<f64>,
     pub json: Option<PathBuf>,
     pub quiet: bool,
     /// GPU ordinals, distinct, in the order given (`[0]` when `--gpus` was not given).
-    /// `config` is the run on the first one; [`per_gpu_configs`] makes one per ordinal.
     pub gpus: Vec<u32>,
 }
 
@@ -107,46 +122,40 @@ pub fn plan_throughput(
     if gpus.is_empty() {
         gpus.push(0);
     }
+    let shards = crate::shard::source::shards_in(&a.dir, None).map_err(|source| {
+        ThroughputPlanError::Shards {
+            dir: a.dir.clone(),
+            source,
+        }
+    })?;
+    if shards.is_empty() {
+        return Err(ThroughputPlanError::NoShards { dir: a.dir.clone() });
+    }
     // Each GPU's pipeline gets an equal share of the cores (its readers, its CUDA decoder
     // threads): the hybrid CUDA decoder does Huffman on the CPU, so two pipelines sized for the
     // whole machine would just fight over it. `--readers` is the total over all GPUs.
     // With one GPU this is exactly the single-GPU sizing.
     let cores = (cores.max(1) / gpus.len()).max(1);
-    let readers = a
+    let mut config = PipelineConfig::with_defaults(a.dir.clone(), shards, cores);
+    config.readers = a
         .readers
         .map(|r| (r / gpus.len()).max(1))
-        .unwrap_or(if cores >= 8 { 2 } else { 1 });
-    let decoders = match a.decoders {
-        crate::cli::DecoderChoice::Both => DecoderSet::Both,
-        crate::cli::DecoderChoice::Hw => DecoderSet::HardwareOnly,
-        crate::cli::DecoderChoice::Cuda => DecoderSet::CudaOnly,
+        .unwrap_or(default_readers(cores));
+    config.cpu_threads = cores.saturating_sub(config.readers).max(1);
+    config.batch = a.batch as usize;
+    config.side = a.size;
+    config.resize = match a.resize {
+        crate::cli::ResizeMode::Stretch => tc::ResizeMode::Stretch,
+        crate::cli::ResizeMode::Letterbox => tc::ResizeMode::Letterbox,
     };
-    let cuda_backend = match std::env::var("DSPREP_CUDA_BACKEND").as_deref() {
-        Err(_) | Ok("hybrid") => 1,
-        Ok("gpu_hybrid") => 2,
-        Ok(v) => {
-            return Err(ThroughputPlanError::Env {
-                var: "DSPREP_CUDA_BACKEND",
-                value: v.to_string(),
-                why: "expected hybrid or gpu_hybrid",
-            })
-        }
+    config.dtype = match a.dtype {
+        crate::cli::DType::Fp32 => tc::DType::Fp32,
+        crate::cli::DType::Fp16 => tc::DType::Fp16,
     };
-    // One thread drives the engines: with two threads (two nvJPEG states, one handle) decoding
-    // concurrently, nvJPEG 13.0.1's hardware path stalled for good on an H100
-    // (bench/BENCHMARKS.md, verify-throughput, 2026-11-27), and one thread already keeps all 7 engines busy.
-    let hw_workers = env_usize("DSPREP_HW_WORKERS", 1, 1)?;
-    if hw_workers > 1 && std::env::var_os("DSPREP_ALLOW_HW_WORKERS").is_none() {
-        return Err(ThroughputPlanError::Env {
-            var: "DSPREP_HW_WORKERS",
-            value: hw_workers.to_string(),
-            why: "more than one hardware-decoder thread deadlocked nvJPEG 13.0 on an H100; set DSPREP_ALLOW_HW_WORKERS=1 to try anyway",
-        });
-    }
-    // Leave a core each for the readers, the assembler and the meter; the rest decode.
-    let cuda_default = cores.saturating_sub(readers + hw_workers + 2).clamp(1, 48);
-    let cuda_workers = env_usize("DSPREP_CUDA_WORKERS", cuda_default, 1)?;
-    let warmup_s = match std::env::var("DSPREP_WARMUP_S") {
+    config.bgr = a.bgr;
+    config.decode_only = a.decode_only;
+    config.stop = stop;
+    config.warmup_s = match std::env::var("DSPREP_WARMUP_S") {
         Ok(v) => v
             .trim()
             .parse::<f64>()
@@ -157,35 +166,56 @@ pub fn plan_throughput(
                 value: v,
                 why: "expected seconds >= 0",
             })?,
-        Err(_) => 2.0,
+        Err(_) => config.warmup_s,
+    };
+    let g = &mut config.gpu;
+    g.ordinal = gpus[0];
+    g.decoders = match a.decoders {
+        DecoderChoice::Both => DecoderSet::Both,
+        DecoderChoice::Hw => DecoderSet::HardwareOnly,
+        DecoderChoice::Cuda => DecoderSet::CudaOnly,
+    };
+    g.cuda_backend = match std::env::var("DSPREP_CUDA_BACKEND").as_deref() {
+        Err(_) | Ok("hybrid") => 1,
+        Ok("gpu_hybrid") => 2,
+        Ok(v) => {
+            return Err(ThroughputPlanError::Env {
+                var: "DSPREP_CUDA_BACKEND",
+                value: v.to_string(),
+                why: "expected hybrid or gpu_hybrid",
+            })
+        }
+    };
+    // One thread drives the engines by default ([`tc::GpuTuning::with_defaults`] says why).
+    g.hw_workers = env_usize("DSPREP_HW_WORKERS", g.hw_workers, 1)?;
+    if g.hw_workers > 1 && std::env::var_os("DSPREP_ALLOW_HW_WORKERS").is_none() {
+        return Err(ThroughputPlanError::Env {
+            var: "DSPREP_HW_WORKERS",
+            value: g.hw_workers.to_string(),
+            why: "more than one hardware-decoder thread deadlocked nvJPEG 13.0 on an H100; set DSPREP_ALLOW_HW_WORKERS=1 to try anyway",
+        });
+    }
+    let cuda_default = default_cuda_workers(cores, config.readers, g.hw_workers);
+    g.cuda_workers = env_usize("DSPREP_CUDA_WORKERS", cuda_default, 1)?;
+    g.hw_chunk = env_usize("DSPREP_HW_CHUNK", g.hw_chunk, 1)?;
+    g.slots = env_usize("DSPREP_SLOTS", g.slots, 3)?;
+    let device = match a.device {
+        DeviceKind::Auto => DeviceChoice::Auto,
+        DeviceKind::Gpu => DeviceChoice::Gpu,
+        DeviceKind::Cpu => DeviceChoice::Cpu,
+    };
+    // Several GPUs only matter when a GPU runs (`--device cpu` measures the CPU over all shards).
+    let per_gpu = if gpus.len() > 1 && device != DeviceChoice::Cpu {
+        per_gpu_configs(&config, &gpus)?
+    } else {
+        Vec::new()
     };
     Ok(ThroughputPlan {
-        config: PipelineConfig {
-            dir: a.dir.clone(),
-            shards: Vec::new(),
-            batch: a.batch as usize,
-            side: a.size,
-            resize: a.resize,
-            dtype: a.dtype,
-            bgr: a.bgr,
-            decode_only: a.decode_only,
-            stop,
-            warmup_s,
-            interval_s: 0.5,
-            readers,
-            cpu_threads: cores.saturating_sub(readers).max(1),
-            seed: 0,
-            gpu: GpuTuning {
-                ordinal: gpus.first().copied().unwrap_or(0),
-                decoders,
-                hw_workers,
-                hw_chunk: env_usize("DSPREP_HW_CHUNK", 128, 1)?,
-                cuda_workers,
-                cuda_backend,
-                slots: env_usize("DSPREP_SLOTS", 4, 3)?,
-            },
+        job: Job {
+            device,
+            config,
+            per_gpu,
         },
-        device: a.device,
         target_ips: a.target_ips,
         json: a.json.clone(),
         quiet: a.quiet,
@@ -193,10 +223,10 @@ pub fn plan_throughput(
     })
 }
 
-/// Deterministic shard → GPU assignment: shard `i` (in the sorted order of
-/// `source::discover`) goes to GPU `i mod n_gpus`, so the split is the same on every run and
-/// the GPUs' shares differ by at most one shard. Refuses when some GPU would get nothing
-/// (splitting inside a shard would need record ranges the readers do not support).
+/// Deterministic shard → GPU assignment: shard `i` (in the plan's shard order) goes to GPU
+/// `i mod n_gpus`, so the split is the same on every run and the GPUs' shares differ by at most
+/// one shard. Refuses when some GPU would get nothing (splitting inside a shard would need
+/// record ranges the readers do not support).
 pub fn partition_shards<T: Clone>(
     shards: &[T],
     n_gpus: usize,
@@ -219,20 +249,19 @@ pub fn partition_shards<T: Clone>(
     Ok(parts)
 }
 
-/// One pipeline configuration per GPU of the plan: same work, the GPU's ordinal, its share of
-/// the shards (see [`partition_shards`]); readers and decoder threads were already sized per
-/// GPU by [`plan_throughput`]. `shards` are all shards of `plan.config.dir`, sorted.
+/// One pipeline configuration per GPU: the same work, the GPU's ordinal, its share of
+/// `base`'s shards (see [`partition_shards`]); readers and decoder threads were already sized
+/// per GPU.
 pub fn per_gpu_configs(
-    plan: &ThroughputPlan,
-    shards: &[PathBuf],
+    base: &PipelineConfig,
+    gpus: &[u32],
 ) -> Result<Vec<PipelineConfig>, ThroughputPlanError> {
-    let parts = partition_shards(shards, plan.gpus.len(), &plan.config.dir)?;
-    Ok(plan
-        .gpus
+    let parts: Vec<Vec<ShardRef>> = partition_shards(&base.shards, gpus.len(), &base.dir)?;
+    Ok(gpus
         .iter()
         .zip(parts)
         .map(|(&g, part)| {
-            let mut c = plan.config.clone();
+            let mut c = base.clone();
             c.gpu.ordinal = g;
             c.shards = part;
             c
@@ -245,6 +274,15 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    /// A folder with `n` (empty) TFRecord shards, found by name.
+    fn shard_dir(n: usize) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..n {
+            std::fs::write(d.path().join(format!("s{i}.tfrecord")), b"").unwrap();
+        }
+        d
+    }
+
     fn args(extra: &[&str], dir: &std::path::Path) -> VerifyThroughputArgs {
         let mut v = vec!["dsprep", "verify-throughput", dir.to_str().unwrap()];
         v.extend_from_slice(extra);
@@ -256,19 +294,19 @@ mod tests {
 
     #[test]
     fn defaults_are_the_benchmark_setup() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let p = plan_throughput(&args(&[], d.path()), 16).unwrap();
-        assert_eq!(p.config.batch, 256);
-        assert_eq!(p.config.side, 640);
-        assert_eq!(p.config.stop, Stop::Seconds(10.0));
-        assert_eq!(p.config.readers, 2);
-        assert_eq!(p.config.gpu.cuda_workers, 11);
-        assert!(p.config.gpu.slots >= 3);
+        assert_eq!(p.job.config.batch, 256);
+        assert_eq!(p.job.config.side, 640);
+        assert_eq!(p.job.config.stop, Stop::Seconds(10.0));
+        assert_eq!(p.job.config.readers, 2);
+        assert_eq!(p.job.config.gpu.cuda_workers, 11);
+        assert!(p.job.config.gpu.slots >= 3);
     }
 
     #[test]
     fn rejects_bad_values_with_the_flag_name() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let e = plan_throughput(&args(&["--batch", "0"], d.path()), 4).unwrap_err();
         assert!(e.to_string().contains("--batch"));
         let e = plan_throughput(&args(&["--seconds=-1"], d.path()), 4).unwrap_err();
@@ -286,37 +324,37 @@ mod tests {
 
     #[test]
     fn small_machines_still_get_one_of_each() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let p = plan_throughput(&args(&["--epochs", "2"], d.path()), 2).unwrap();
-        assert_eq!(p.config.readers, 1);
-        assert_eq!(p.config.gpu.cuda_workers, 1);
-        assert_eq!(p.config.cpu_threads, 1);
-        assert_eq!(p.config.stop, Stop::Epochs(2));
+        assert_eq!(p.job.config.readers, 1);
+        assert_eq!(p.job.config.gpu.cuda_workers, 1);
+        assert_eq!(p.job.config.cpu_threads, 1);
+        assert_eq!(p.job.config.stop, Stop::Epochs(2));
     }
 
     #[test]
     fn single_gpu_default_is_gpu_zero_with_whole_machine() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let p = plan_throughput(&args(&["--gpus", "0"], d.path()), 16).unwrap();
         assert_eq!(p.gpus, vec![0]);
-        assert_eq!(p.config.readers, 2);
-        assert_eq!(p.config.gpu.cuda_workers, 11);
+        assert_eq!(p.job.config.readers, 2);
+        assert_eq!(p.job.config.gpu.cuda_workers, 11);
         let p = plan_throughput(&args(&[], d.path()), 16).unwrap();
         assert_eq!(p.gpus, vec![0]);
-        assert_eq!(p.config.gpu.ordinal, 0);
+        assert_eq!(p.job.config.gpu.ordinal, 0);
     }
 
     #[test]
     fn several_gpus_share_the_cores() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let p = plan_throughput(&args(&["--gpus", "1,0"], d.path()), 32).unwrap();
         assert_eq!(p.gpus, vec![1, 0]);
-        assert_eq!(p.config.gpu.ordinal, 1);
+        assert_eq!(p.job.config.gpu.ordinal, 1);
         // 16 cores per GPU: the same sizing one GPU gets on a 16-core machine.
-        assert_eq!(p.config.readers, 2);
-        assert_eq!(p.config.gpu.cuda_workers, 11);
+        assert_eq!(p.job.config.readers, 2);
+        assert_eq!(p.job.config.gpu.cuda_workers, 11);
         let p = plan_throughput(&args(&["--gpus", "0,1", "--readers", "6"], d.path()), 32).unwrap();
-        assert_eq!(p.config.readers, 3);
+        assert_eq!(p.job.config.readers, 3);
         let e = plan_throughput(&args(&["--gpus", "0,1,0"], d.path()), 32).unwrap_err();
         assert!(matches!(e, ThroughputPlanError::DuplicateGpu(0)), "{e}");
         assert!(e.to_string().contains("GPU 0 is listed twice"));
@@ -340,15 +378,65 @@ mod tests {
 
     #[test]
     fn per_gpu_configs_set_ordinal_and_shards() {
-        let d = tempfile::tempdir().unwrap();
+        let d = shard_dir(4);
         let p = plan_throughput(&args(&["--gpus", "2,3"], d.path()), 32).unwrap();
-        let shards: Vec<PathBuf> = (0..4).map(|i| PathBuf::from(format!("s{i}"))).collect();
-        let c = per_gpu_configs(&p, &shards).unwrap();
+        let c = &p.job.per_gpu;
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].gpu.ordinal, 2);
         assert_eq!(c[1].gpu.ordinal, 3);
-        assert_eq!(c[0].shards, vec![PathBuf::from("s0"), PathBuf::from("s2")]);
-        assert_eq!(c[1].shards, vec![PathBuf::from("s1"), PathBuf::from("s3")]);
-        assert!(per_gpu_configs(&p, &shards[..1]).is_err());
+        let names = |c: &PipelineConfig| c.shards.iter().map(|s| s.name()).collect::<Vec<_>>();
+        assert_eq!(names(&c[0]), ["s0.tfrecord", "s2.tfrecord"]);
+        assert_eq!(names(&c[1]), ["s1.tfrecord", "s3.tfrecord"]);
+        assert_eq!(p.job.ordinals(), [2, 3]);
+        assert!(per_gpu_configs(&p.job.config, &[0, 1, 2, 3, 4]).is_err());
+        // One GPU, or the CPU: no per-GPU split, and one shard is enough.
+        let one = shard_dir(1);
+        let p = plan_throughput(&args(&["--gpus", "0,1", "--device", "cpu"], one.path()), 8);
+        assert!(p.unwrap().job.per_gpu.is_empty());
+        let e = plan_throughput(&args(&["--gpus", "0,1"], one.path()), 8).unwrap_err();
+        assert!(e.to_string().contains("2 GPUs but only 1 shard(s)"), "{e}");
+        let p = plan_throughput(&args(&[], one.path()), 8).unwrap();
+        assert!(p.job.per_gpu.is_empty());
+        assert_eq!(p.job.ordinals(), [0]);
+    }
+
+    #[test]
+    fn the_plan_lists_the_shards_once_and_maps_every_flag() {
+        let empty = tempfile::tempdir().unwrap();
+        let e = plan_throughput(&args(&[], empty.path()), 4).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: no .tfrecord or .lmdb shards found (is this a `dsprep convert` output folder?)",
+                empty.path().display()
+            )
+        );
+        let d = shard_dir(3);
+        let flags = [
+            "--resize",
+            "letterbox",
+            "--dtype",
+            "fp16",
+            "--decoders",
+            "hw",
+            "--device",
+            "gpu",
+            "--bgr",
+            "--decode-only",
+            "--batch",
+            "8",
+            "--size",
+            "64",
+        ];
+        let p = plan_throughput(&args(&flags, d.path()), 4).unwrap();
+        let c = &p.job.config;
+        assert_eq!(c.shards.len(), 3);
+        assert_eq!(c.shards[0].path, d.path().join("s0.tfrecord"));
+        assert_eq!(c.resize, tc::ResizeMode::Letterbox);
+        assert_eq!(c.dtype, tc::DType::Fp16);
+        assert_eq!(c.gpu.decoders, DecoderSet::HardwareOnly);
+        assert_eq!(p.job.device, DeviceChoice::Gpu);
+        assert!(c.bgr && c.decode_only);
+        assert_eq!((c.batch, c.side), (8, 64));
     }
 }

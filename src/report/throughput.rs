@@ -1,9 +1,9 @@
 //! The verify-throughput report: one serialisable struct that feeds both the terminal table and
 //! `--json`, so the two can never disagree.
 
-use crate::pipeline::source::BadRecord;
-use crate::pipeline::stats::{median, steady};
-use crate::pipeline::{PipelineConfig, RunResult};
+use crate::throughput::config::{DType, GpuTuning, Job, PipelineConfig, ResizeMode};
+use crate::throughput::meter::{median, steady};
+use crate::throughput::{BadRecord, Outcome, RunResult};
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -78,8 +78,8 @@ pub struct ThroughputReport {
     pub fell_back_to_cpu: Option<String>,
     pub batch: usize,
     pub size: u32,
-    pub resize: crate::cli::ResizeMode,
-    pub dtype: crate::cli::DType,
+    pub resize: ResizeMode,
+    pub dtype: DType,
     pub bgr: bool,
     pub decode_only: bool,
     /// Median images/s over the intervals after the warm-up.
@@ -103,7 +103,7 @@ pub struct ThroughputReport {
     pub nvjpeg: Option<String>,
     pub kernel_cache_hit: Option<bool>,
     pub kernel_compile_ms: Option<f64>,
-    pub tuning: Option<crate::pipeline::GpuTuning>,
+    pub tuning: Option<GpuTuning>,
     pub bad_record_count: u64,
     pub bad_records: Vec<BadRecord>,
     pub target: Option<Verdict>,
@@ -120,6 +120,32 @@ pub struct ThroughputReport {
 pub const AGGREGATE_RULE: &str = "sum of per-GPU medians (each GPU's median over its own 0.5 s intervals after its warm-up; the pipelines run concurrently from one start, intervals are not clock-aligned across GPUs); min/max are sums of per-GPU min/max";
 
 impl ThroughputReport {
+    /// The report of a finished `job`: one run's ([`Self::new`]), or the per-GPU runs combined
+    /// ([`Self::combine`]). `fell_back`: why an `auto` run went to the CPU.
+    pub fn of(
+        job: &Job,
+        outcome: &Outcome,
+        target_ips: Option<f64>,
+        fell_back: Option<String>,
+    ) -> Self {
+        match outcome {
+            Outcome::Cpu(r) => Self::new(&job.config, r, target_ips, fell_back, false),
+            Outcome::Gpu(r) => Self::new(&job.config, r, target_ips, fell_back, true),
+            Outcome::Gpus(rs) => {
+                let parts = job
+                    .per_gpu
+                    .iter()
+                    .zip(rs)
+                    .map(|(c, r)| {
+                        let rep = Self::new(c, r, None, None, true);
+                        (c.gpu.ordinal, c.shards.len(), rep)
+                    })
+                    .collect();
+                Self::combine(&job.config, parts, target_ips)
+            }
+        }
+    }
+
     pub fn new(
         cfg: &PipelineConfig,
         r: &RunResult,
@@ -462,9 +488,8 @@ impl ThroughputReport {
 #[allow(clippy::field_reassign_with_default)] // tests tweak a few fields of a default result
 mod tests {
     use super::*;
-    use crate::cli::{DType, ResizeMode};
-    use crate::pipeline::stats::Interval;
-    use crate::pipeline::{DecoderSet, GpuTuning, Stop};
+    use crate::throughput::config::{DecoderSet, Stop};
+    use crate::throughput::meter::Interval;
 
     fn cfg() -> PipelineConfig {
         PipelineConfig {
@@ -612,6 +637,93 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("sum of per-GPU medians"));
+    }
+
+    /// The JSON keys and enum spellings consumers read (bench scripts, users' dashboards).
+    #[test]
+    fn json_shape_is_pinned() {
+        let rep = ThroughputReport::new(&cfg(), &gpu_result(1000, 1, 1), None, None, true);
+        let j = serde_json::to_value(&rep).unwrap();
+        let keys: Vec<&str> = j.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut want = vec![
+            "dir",
+            "device",
+            "fell_back_to_cpu",
+            "batch",
+            "size",
+            "resize",
+            "dtype",
+            "bgr",
+            "decode_only",
+            "images_per_s",
+            "mb_per_s",
+            "intervals_measured",
+            "interval_ips_min",
+            "interval_ips_max",
+            "warmup_s",
+            "elapsed_s",
+            "images",
+            "batches",
+            "epochs_started",
+            "decoders",
+            "stages",
+            "gpu_memory_total_mib",
+            "gpu_memory_used_by_run_mib",
+            "hw_jpeg_engines",
+            "hw_cores_per_engine",
+            "nvjpeg",
+            "kernel_cache_hit",
+            "kernel_compile_ms",
+            "tuning",
+            "bad_record_count",
+            "bad_records",
+            "target",
+            "notes",
+        ];
+        let mut got = keys.clone();
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want);
+        assert_eq!(
+            (j["resize"].as_str(), j["dtype"].as_str()),
+            (Some("stretch"), Some("fp32"))
+        );
+        let t = &j["tuning"];
+        assert_eq!(t["decoders"], "both");
+        let tk: Vec<&str> = t.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut tk = tk.clone();
+        tk.sort_unstable();
+        assert_eq!(
+            tk,
+            [
+                "cuda_backend",
+                "cuda_workers",
+                "decoders",
+                "hw_chunk",
+                "hw_workers",
+                "ordinal",
+                "slots"
+            ]
+        );
+        let mut c = cfg();
+        c.gpu.decoders = DecoderSet::HardwareOnly;
+        c.resize = ResizeMode::Letterbox;
+        c.dtype = DType::Fp16;
+        let j = serde_json::to_value(ThroughputReport::new(
+            &c,
+            &gpu_result(1, 1, 1),
+            None,
+            None,
+            true,
+        ))
+        .unwrap();
+        assert_eq!(j["tuning"]["decoders"], "hardware_only");
+        assert_eq!(
+            (j["resize"].as_str(), j["dtype"].as_str()),
+            (Some("letterbox"), Some("fp16"))
+        );
+        let t = ThroughputReport::new(&c, &gpu_result(1, 1, 1), None, None, true).render_table();
+        assert!(t.contains("Letterbox Fp16"), "{t}");
     }
 
     #[test]

@@ -1,15 +1,24 @@
-//! Thin wrappers over the CUDA driver calls that cudarc exposes only as `unsafe`: raw device and
-//! pinned host buffers (the pipeline hands raw pointers to nvJPEG, so cudarc's tracked
-//! `CudaSlice` does not fit), events, asynchronous copies and the preprocessing kernel launch.
+//! Thin wrappers over the CUDA driver calls that cudarc exposes only as `unsafe`: device and
+//! pinned host buffers (the pipeline hands addresses inside them to nvJPEG, so cudarc's tracked
+//! `CudaSlice` does not fit), events and asynchronous copies. Everything here is safe to call:
+//!
+//! * device memory is reached only through a [`DeviceBuffer`] or a bounds-checked
+//!   [`DeviceImage`] borrowed from one, never a bare address;
+//! * pinned memory read asynchronously (a copy, nvJPEG's batched decode) is handed over as a
+//!   [`PinnedSlice`]; the read is recorded on the buffer (an event on the reading stream), and
+//!   the buffer waits for it before it can be changed ([`PinnedBuffer::as_mut_slice`]), grown
+//!   or freed;
+//! * freeing device memory (`cuMemFree`) waits for outstanding device work that uses it, so a
+//!   buffer dropped while a stream still writes it is not released under that work.
 //!
 //! Threading: every call needs the device's context current on the calling thread; pipeline
 //! threads call [`crate::gpu::device::Gpu::bind`] once when they start.
 
 use crate::gpu::{libs, GpuError};
-use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg,
-};
-use std::sync::Arc;
+use cudarc::driver::{result, sys, CudaContext, CudaStream};
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
 
 fn cuda_err(call: &'static str, e: result::DriverError) -> GpuError {
     GpuError::Cuda {
@@ -88,7 +97,8 @@ impl DeviceBuffer {
             bytes,
         })
     }
-    pub fn ptr(&self) -> u64 {
+    /// The device address, for the FFI wrappers that pass it on after checking a range.
+    pub(crate) fn ptr(&self) -> u64 {
         self.ptr
     }
     pub fn len(&self) -> usize {
@@ -97,8 +107,28 @@ impl DeviceBuffer {
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
     }
-    /// Grows to at least `bytes` (contents are not kept). Callers guarantee no GPU work still
-    /// uses the old memory.
+    /// The `width`×`height` interleaved RGB8 image at byte `offset` (pitch 3·width): a decode
+    /// destination that lies inside this buffer.
+    pub fn image(&self, offset: u64, width: u32, height: u32) -> Result<DeviceImage<'_>, GpuError> {
+        let size = 3 * u64::from(width) * u64::from(height);
+        let fits = offset
+            .checked_add(size)
+            .is_some_and(|end| end <= self.bytes as u64);
+        if width == 0 || height == 0 || !fits {
+            return Err(GpuError::Invalid(format!(
+                "{width}x{height} RGB image at byte {offset} of a {}-byte device buffer",
+                self.bytes
+            )));
+        }
+        Ok(DeviceImage {
+            ptr: self.ptr + offset,
+            width,
+            height,
+            _buf: PhantomData,
+        })
+    }
+    /// Grows to at least `bytes` (contents are not kept). Freeing the old memory waits for
+    /// device work still using it.
     pub fn ensure(&mut self, bytes: usize) -> Result<bool, GpuError> {
         if bytes <= self.bytes {
             return Ok(false);
@@ -152,10 +182,40 @@ impl DeviceBuffer {
 impl Drop for DeviceBuffer {
     fn drop(&mut self) {
         if self.ctx.bind_to_thread().is_ok() {
-            // SAFETY: the pointer came from cuMemAlloc and is freed once; owners make sure no
-            // GPU work still reads it (slots are recycled only after their completion event).
+            // SAFETY: the pointer came from cuMemAlloc and is freed once; cuMemFree does not
+            // release memory that outstanding device work still uses (it waits for it).
             let _ = unsafe { result::free_sync(self.ptr) };
         }
+    }
+}
+
+/// An interleaved RGB8 image (pitch 3·width) inside a [`DeviceBuffer`], which it borrows:
+/// what decoders write into. Made only by [`DeviceBuffer::image`], so the range is checked.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceImage<'a> {
+    ptr: u64,
+    width: u32,
+    height: u32,
+    _buf: PhantomData<&'a DeviceBuffer>,
+}
+
+impl DeviceImage<'_> {
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+    /// Bytes per row.
+    pub fn pitch(&self) -> usize {
+        3 * self.width as usize
+    }
+    /// Bytes of the whole image.
+    pub fn bytes(&self) -> usize {
+        self.pitch() * self.height as usize
+    }
+    pub(crate) fn ptr(&self) -> u64 {
+        self.ptr
     }
 }
 
@@ -165,12 +225,22 @@ pub struct PinnedBuffer {
     ctx: Arc<CudaContext>,
     ptr: *mut u8,
     bytes: usize,
+    /// Asynchronous reads of this memory still possibly running (see [`PinnedSlice`]).
+    reads: Mutex<Reads>,
+}
+
+/// Events recorded after asynchronous reads of a pinned buffer, and spent ones kept for reuse
+/// (creating an event is a driver call; a batch records a few).
+#[derive(Default)]
+struct Reads {
+    pending: Vec<Event>,
+    spare: Vec<Event>,
 }
 
 // SAFETY: the buffer is plain host memory owned by this value; moving it between threads is
-// fine, and shared access goes through &self (read-only slices).
+// fine, and shared access goes through &self (read-only slices; the read list is a Mutex).
 unsafe impl Send for PinnedBuffer {}
-// SAFETY: &PinnedBuffer only hands out shared slices.
+// SAFETY: &PinnedBuffer only hands out shared slices and locks the read list.
 unsafe impl Sync for PinnedBuffer {}
 
 impl PinnedBuffer {
@@ -185,6 +255,7 @@ impl PinnedBuffer {
             ctx: ctx.clone(),
             ptr: ptr as *mut u8,
             bytes,
+            reads: Mutex::new(Reads::default()),
         })
     }
     pub fn len(&self) -> usize {
@@ -194,12 +265,26 @@ impl PinnedBuffer {
         self.bytes == 0
     }
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: ptr is valid for `bytes` bytes for the life of self (cuMemHostAlloc).
+        // SAFETY: ptr is valid for `bytes` bytes for the life of self (cuMemHostAlloc); the
+        // memory is only written through &mut self.
         unsafe { std::slice::from_raw_parts(self.ptr, self.bytes) }
     }
-    pub fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as above, and &mut self gives exclusive access.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
+    /// The memory to write, once every asynchronous read of it has finished.
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8], GpuError> {
+        self.wait_for_reads()?;
+        // SAFETY: as above, &mut self gives exclusive host access, and no device read of the
+        // memory is pending (waited for just now).
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) })
+    }
+    /// `range` of this buffer, for an asynchronous reader.
+    pub fn slice(&self, range: Range<usize>) -> Result<PinnedSlice<'_>, GpuError> {
+        if range.start > range.end || range.end > self.bytes {
+            return Err(GpuError::Invalid(format!(
+                "bytes {range:?} of a {}-byte pinned buffer",
+                self.bytes
+            )));
+        }
+        Ok(PinnedSlice { buf: self, range })
     }
     /// Grows to at least `bytes`, keeping the first `keep` bytes.
     pub fn ensure(&mut self, bytes: usize, keep: usize) -> Result<(), GpuError> {
@@ -208,8 +293,30 @@ impl PinnedBuffer {
         }
         let mut next = Self::alloc(&self.ctx, bytes.max(self.bytes + self.bytes / 2))?;
         let keep = keep.min(self.bytes);
-        next.as_mut_slice()[..keep].copy_from_slice(&self.as_slice()[..keep]);
+        next.as_mut_slice()?[..keep].copy_from_slice(&self.as_slice()[..keep]);
+        // The old buffer waits for its pending reads when it is dropped here.
         *self = next;
+        Ok(())
+    }
+    /// Records that `stream` reads this memory from now on (an asynchronous copy or decode was
+    /// just queued on it).
+    pub(crate) fn note_async_read(&self, stream: &CudaStream) -> Result<(), GpuError> {
+        let mut r = self.reads.lock().unwrap_or_else(|p| p.into_inner());
+        let ev = match r.spare.pop() {
+            Some(e) => e,
+            None => Event::new(false)?,
+        };
+        ev.record(stream)?;
+        r.pending.push(ev);
+        Ok(())
+    }
+    fn wait_for_reads(&mut self) -> Result<(), GpuError> {
+        let r = self.reads.get_mut().unwrap_or_else(|p| p.into_inner());
+        while let Some(ev) = r.pending.pop() {
+            let done = ev.synchronize();
+            r.spare.push(ev);
+            done?;
+        }
         Ok(())
     }
 }
@@ -217,10 +324,36 @@ impl PinnedBuffer {
 impl Drop for PinnedBuffer {
     fn drop(&mut self) {
         if self.ctx.bind_to_thread().is_ok() {
-            // SAFETY: allocated by cuMemHostAlloc, freed once; no async copy still reads it
-            // (owners recycle buffers only after the batch's completion event).
-            let _ = unsafe { result::free_host(self.ptr as *mut std::ffi::c_void) };
+            // A failed wait leaves the memory allocated rather than freeing it under a reader.
+            if self.wait_for_reads().is_ok() {
+                // SAFETY: allocated by cuMemHostAlloc, freed once, and no asynchronous read of
+                // it is pending (waited for just now).
+                let _ = unsafe { result::free_host(self.ptr as *mut std::ffi::c_void) };
+            }
         }
+    }
+}
+
+/// Bytes of a [`PinnedBuffer`] handed to an asynchronous reader: the buffer keeps the read in
+/// its list (see [`PinnedBuffer::as_mut_slice`]) once the reader has queued it.
+#[derive(Clone)]
+pub struct PinnedSlice<'a> {
+    buf: &'a PinnedBuffer,
+    range: Range<usize>,
+}
+
+impl<'a> PinnedSlice<'a> {
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.buf.as_slice()[self.range.clone()]
+    }
+    pub fn len(&self) -> usize {
+        self.range.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.range.is_empty()
+    }
+    pub(crate) fn buffer(&self) -> &'a PinnedBuffer {
+        self.buf
     }
 }
 
@@ -293,13 +426,12 @@ impl Drop for Event {
     }
 }
 
-/// Asynchronous host→device copy of `src` to `dst` (+`offset`). `src` must stay alive and
-/// unchanged until the stream has passed this point (callers use pinned slot buffers that are
-/// recycled only after the batch's completion event).
-pub fn copy_htod_async(
+/// Asynchronous copy of `src` into `dst` from byte `offset`, on `stream`; `src` is marked as
+/// read by `stream` until the copy has run.
+pub fn upload_async(
     dst: &DeviceBuffer,
     offset: usize,
-    src: &[u8],
+    src: PinnedSlice<'_>,
     stream: &CudaStream,
 ) -> Result<(), GpuError> {
     if offset
@@ -312,81 +444,40 @@ pub fn copy_htod_async(
             dst.len()
         )));
     }
-    // SAFETY: the destination range was checked; the lifetime of `src` is the caller's contract
-    // documented above.
-    unsafe { result::memcpy_htod_async(dst.ptr() + offset as u64, src, stream.cu_stream()) }
-        .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
+    copy_async(dst.ptr() + offset as u64, &src, stream)
+}
+
+/// Asynchronous copy of a whole decoded image (`dst.bytes()` bytes of `src`) on `stream`.
+pub fn upload_image_async(
+    dst: DeviceImage<'_>,
+    src: PinnedSlice<'_>,
+    stream: &CudaStream,
+) -> Result<(), GpuError> {
+    if src.len() != dst.bytes() {
+        return Err(GpuError::Invalid(format!(
+            "upload of {} bytes into a {}x{} RGB image ({} bytes)",
+            src.len(),
+            dst.width(),
+            dst.height(),
+            dst.bytes()
+        )));
+    }
+    copy_async(dst.ptr(), &src, stream)
+}
+
+/// The copy behind [`upload_async`] and [`upload_image_async`]; `dst` has room for `src`.
+fn copy_async(dst: u64, src: &PinnedSlice<'_>, stream: &CudaStream) -> Result<(), GpuError> {
+    // SAFETY: the callers checked that `src.len()` bytes from `dst` lie inside a live device
+    // allocation (a DeviceBuffer, borrowed for the call; freeing it waits for this copy); the
+    // source is pinned memory that is recorded as read by `stream` right after, so it is not
+    // changed or freed before the copy has run.
+    unsafe { result::memcpy_htod_async(dst, src.bytes(), stream.cu_stream()) }
+        .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))?;
+    src.buffer().note_async_read(stream)
 }
 
 /// Raw `cudaStream_t` for libraries (nvJPEG) that take runtime-API streams; the driver's
 /// CUstream is the same object.
-pub fn raw_stream(stream: &CudaStream) -> *mut std::ffi::c_void {
+pub(crate) fn raw_stream(stream: &CudaStream) -> *mut std::ffi::c_void {
     stream.cu_stream() as *mut std::ffi::c_void
-}
-
-/// Arguments of `preprocess_f32` / `preprocess_f16` in kernels/preprocess.cu (same order).
-#[derive(Debug, Clone, Copy)]
-pub struct PreprocessLaunch {
-    pub arena: u64,
-    pub descs: u64,
-    pub out: u64,
-    pub side: i32,
-    pub batch: i32,
-    pub mean: [f32; 3],
-    pub inv_std: [f32; 3],
-    pub pad: f32,
-    pub bgr: i32,
-}
-
-/// Launches the fused preprocessing kernel over a `side × side × batch` grid.
-pub fn launch_preprocess(
-    func: &CudaFunction,
-    stream: &CudaStream,
-    a: &PreprocessLaunch,
-) -> Result<(), GpuError> {
-    if a.side <= 0 || a.batch <= 0 {
-        return Err(GpuError::Invalid(format!(
-            "kernel launch with side {} batch {}",
-            a.side, a.batch
-        )));
-    }
-    let (bx, by) = (32u32, 8u32);
-    let side = a.side as u32;
-    let cfg = LaunchConfig {
-        grid_dim: (side.div_ceil(bx), side.div_ceil(by), a.batch as u32),
-        block_dim: (bx, by, 1),
-        shared_mem_bytes: 0,
-    };
-    let mut b = stream.launch_builder(func);
-    b.arg(&a.arena)
-        .arg(&a.descs)
-        .arg(&a.out)
-        .arg(&a.side)
-        .arg(&a.batch)
-        .arg(&a.mean[0])
-        .arg(&a.mean[1])
-        .arg(&a.mean[2])
-        .arg(&a.inv_std[0])
-        .arg(&a.inv_std[1])
-        .arg(&a.inv_std[2])
-        .arg(&a.pad)
-        .arg(&a.bgr);
-    // SAFETY: the argument list matches the kernel signature (pointer, pointer, pointer, int,
-    // int, 6 floats, float, int); the pointers are device allocations the caller keeps alive
-    // until the stream passes this launch, and the kernel bounds-checks x/y/z.
-    unsafe { b.launch(cfg) }.map_err(|e| cuda_err("cuLaunchKernel", e))?;
-    Ok(())
-}
-
-/// Asynchronous host→device copy to a raw device address inside an allocation the caller owns
-/// (a decode destination in a slot arena, sized from the image header by the reader).
-pub fn copy_htod_raw_async(dst: u64, src: &[u8], stream: &CudaStream) -> Result<(), GpuError> {
-    if dst == 0 {
-        return Err(GpuError::Invalid("upload to a null device address".into()));
-    }
-    // SAFETY: callers pass a destination range they allocated (arena offset + 3·w·h bytes, with
-    // w and h checked against the decoded image); `src` is pinned memory kept alive and
-    // unchanged until the stream is synchronized (the CPU fallback synchronizes right after).
-    unsafe { result::memcpy_htod_async(dst, src, stream.cu_stream()) }
-        .map_err(|e| cuda_err("cuMemcpyHtoDAsync", e))
 }

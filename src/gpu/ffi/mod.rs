@@ -1,11 +1,15 @@
 //! Every `unsafe` block of the GPU code lives under this module, each with a `// SAFETY:` note:
 //! the CUDA driver calls cudarc leaves unsafe (raw device/pinned memory, events, kernel launch),
-//! NVRTC compilation to a cubin, and the nvJPEG library loaded at run time with libloading.
+//! NVRTC compilation to a cubin, the nvJPEG library loaded at run time with libloading, and the
+//! preprocessing kernel's ABI and launch. Every function here is safe to call: device memory is
+//! reached through typed, bounds-checked buffers and images, asynchronous reads of pinned memory
+//! are tracked by the buffer, and kernel descriptors are checked before they reach the device.
 //! Everything outside `ffi` is safe Rust over these wrappers.
 
 pub mod cuda;
 pub mod nvjpeg;
 pub mod nvrtc;
+pub mod preprocess;
 
 /// Opens `path` with `RTLD_GLOBAL` and keeps it loaded for the life of the process.
 ///

@@ -11,9 +11,13 @@
 //!   and, concurrently, a share of the rest.
 //!
 //! Output is always interleaved RGB (`NVJPEG_OUTPUT_RGBI`, 3 bytes a pixel, pitch = 3·width)
-//! written to a caller-provided device pointer: nvJPEG never allocates our outputs.
+//! written to a caller-provided [`DeviceImage`]: nvJPEG never allocates our outputs. Before
+//! anything is written the wrappers check that the image nvJPEG parsed has exactly the
+//! destination's size, so a decode never writes past its destination.
 
+use super::cuda::{self, DeviceImage, Event, PinnedSlice};
 use crate::gpu::{libs, GpuError};
+use cudarc::driver::CudaStream;
 use libloading::Library;
 use std::ffi::{c_int, c_uint, c_void};
 use std::path::PathBuf;
@@ -27,7 +31,8 @@ type Decoder_ = *mut c_void;
 type Params_ = *mut c_void;
 type Pinned_ = *mut c_void;
 type DevBuf_ = *mut c_void;
-type CudaStream = *mut c_void;
+/// `cudaStream_t` (the driver's CUstream is the same object).
+type RawStream = *mut c_void;
 
 pub const BACKEND_DEFAULT: c_int = 0;
 pub const BACKEND_HYBRID: c_int = 1;
@@ -51,15 +56,15 @@ struct Image {
 }
 
 impl Image {
-    fn rgbi(ptr: u64, pitch: usize) -> Self {
+    fn rgbi(dst: &DeviceImage<'_>) -> Self {
         Self {
             channel: [
-                ptr as *mut u8,
+                dst.ptr() as *mut u8,
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
                 std::ptr::null_mut(),
             ],
-            pitch: [pitch, 0, 0, 0],
+            pitch: [dst.pitch(), 0, 0, 0],
         }
     }
 }
@@ -131,7 +136,7 @@ api! {
     nvjpegJpegStateCreate: fn(Handle_, *mut State_);
     nvjpegJpegStateDestroy: fn(State_);
     nvjpegDecodeBatchedInitialize: fn(Handle_, State_, c_int, c_int, c_int);
-    nvjpegDecodeBatched: fn(Handle_, State_, *const *const u8, *const usize, *mut Image, CudaStream);
+    nvjpegDecodeBatched: fn(Handle_, State_, *const *const u8, *const usize, *mut Image, RawStream);
     nvjpegDecodeBatchedPreAllocate: fn(Handle_, State_, c_int, c_int, c_int, c_int, c_int);
     nvjpegDecodeBatchedSupported: fn(Handle_, Stream_, *mut c_int);
     nvjpegJpegStreamCreate: fn(Handle_, *mut Stream_);
@@ -155,8 +160,8 @@ api! {
     nvjpegDecodeParamsSetOutputFormat: fn(Params_, c_int);
     nvjpegDecodeParamsSetAllowCMYK: fn(Params_, c_int);
     nvjpegDecodeJpegHost: fn(Handle_, Decoder_, State_, Params_, Stream_);
-    nvjpegDecodeJpegTransferToDevice: fn(Handle_, Decoder_, State_, Stream_, CudaStream);
-    nvjpegDecodeJpegDevice: fn(Handle_, Decoder_, State_, *mut Image, CudaStream);
+    nvjpegDecodeJpegTransferToDevice: fn(Handle_, Decoder_, State_, Stream_, RawStream);
+    nvjpegDecodeJpegDevice: fn(Handle_, Decoder_, State_, *mut Image, RawStream);
 }
 
 /// The loaded library.
@@ -384,17 +389,12 @@ impl Drop for JpegStream {
     }
 }
 
-/// A decode destination: interleaved RGB at a device address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DeviceImage {
-    pub ptr: u64,
-    pub pitch: usize,
-}
-
-/// State of the hardware batched decoder (one per decoding thread).
+/// State of the hardware batched decoder (one per decoding thread), with the bitstream object
+/// it checks each image with first.
 pub struct BatchedState {
     h: Arc<Handle>,
     raw: State_,
+    parser: JpegStream,
     batch: usize,
     ptrs: Vec<*const u8>,
     lens: Vec<usize>,
@@ -407,6 +407,7 @@ unsafe impl Send for BatchedState {}
 
 impl BatchedState {
     pub fn new(h: &Arc<Handle>) -> Result<Self, GpuError> {
+        let parser = JpegStream::new(h)?;
         let mut raw: State_ = std::ptr::null_mut();
         // SAFETY: live handle, valid out-pointer.
         check("nvjpegJpegStateCreate", unsafe {
@@ -415,6 +416,7 @@ impl BatchedState {
         Ok(Self {
             h: h.clone(),
             raw,
+            parser,
             batch: 0,
             ptrs: Vec::new(),
             lens: Vec::new(),
@@ -439,56 +441,86 @@ impl BatchedState {
         };
     }
 
-    /// Decodes `data[i]` into `dst[i]` on `stream` (asynchronously). Every image must have
-    /// passed [`JpegStream::hw_supported`]; `dst[i]` must hold 3·w·h bytes at pitch 3·w.
-    /// The host slices must stay unchanged until the stream has passed this point.
+    /// Decodes `data[i]` into `dst[i]` on `stream` (asynchronously) for every image the engines
+    /// take: its header parses to exactly `dst[i]`'s size and `nvjpegDecodeBatchedSupported`
+    /// accepts it. `accepted[i]` says which were decoded (the others are the caller's to route
+    /// elsewhere). The pinned inputs are recorded as read by `stream`.
     pub fn decode(
         &mut self,
-        data: &[&[u8]],
-        dst: &[DeviceImage],
-        stream: CudaStreamRef,
+        data: &[PinnedSlice<'_>],
+        dst: &[DeviceImage<'_>],
+        accepted: &mut Vec<bool>,
+        stream: &CudaStream,
     ) -> Result<(), GpuError> {
-        if data.len() != dst.len() || data.is_empty() {
+        if data.len() != dst.len() {
             return Err(GpuError::Invalid(format!(
                 "batched decode of {} images into {} outputs",
                 data.len(),
                 dst.len()
             )));
         }
+        accepted.clear();
+        for (d, o) in data.iter().zip(dst) {
+            let ok = match self.parser.parse_header(d.bytes()) {
+                Ok(info) => {
+                    info.width == o.width()
+                        && info.height == o.height()
+                        && self.parser.hw_supported().unwrap_or(false)
+                }
+                Err(_) => false,
+            };
+            accepted.push(ok);
+        }
+        let n = accepted.iter().filter(|&&a| a).count();
+        if n == 0 {
+            return Ok(());
+        }
         let api = &self.h.lib.api;
-        if self.batch != data.len() {
+        if self.batch != n {
             // SAFETY: live handle/state; one CPU thread (0 is rejected by the library).
             check("nvjpegDecodeBatchedInitialize", unsafe {
                 (api.nvjpegDecodeBatchedInitialize)(
                     self.h.raw,
                     self.raw,
-                    data.len() as c_int,
+                    n as c_int,
                     1,
                     OUTPUT_RGBI,
                 )
             })?;
-            self.batch = data.len();
+            self.batch = n;
         }
         self.ptrs.clear();
         self.lens.clear();
         self.outs.clear();
-        for (d, o) in data.iter().zip(dst) {
-            self.ptrs.push(d.as_ptr());
+        for ((d, o), _) in data.iter().zip(dst).zip(accepted.iter()).filter(|x| *x.1) {
+            self.ptrs.push(d.bytes().as_ptr());
             self.lens.push(d.len());
-            self.outs.push(Image::rgbi(o.ptr, o.pitch));
+            self.outs.push(Image::rgbi(o));
         }
-        // SAFETY: arrays of exactly `batch` entries; host data valid per the contract above;
-        // destinations are device allocations sized by the caller.
-        check("nvjpegDecodeBatched", unsafe {
+        // SAFETY: arrays of exactly `batch` entries; every input is pinned memory that is
+        // recorded as read by `stream` below (so it is neither changed nor freed before the
+        // decode has run); every output is a DeviceImage inside a live device allocation whose
+        // size matches the frame nvJPEG parsed from that input (checked above), written at
+        // pitch 3·width; freeing the allocation waits for this decode.
+        let status = unsafe {
             (api.nvjpegDecodeBatched)(
                 self.h.raw,
                 self.raw,
                 self.ptrs.as_ptr(),
                 self.lens.as_ptr(),
                 self.outs.as_mut_ptr(),
-                stream.0,
+                cuda::raw_stream(stream),
             )
-        })
+        };
+        let mut last: Option<*const cuda::PinnedBuffer> = None;
+        for (d, _) in data.iter().zip(accepted.iter()).filter(|x| *x.1) {
+            let b: *const cuda::PinnedBuffer = d.buffer();
+            if last != Some(b) {
+                d.buffer().note_async_read(stream)?;
+                last = Some(b);
+            }
+        }
+        check("nvjpegDecodeBatched", status)
     }
 }
 
@@ -498,10 +530,6 @@ impl Drop for BatchedState {
         let _ = unsafe { (self.h.lib.api.nvjpegJpegStateDestroy)(self.raw) };
     }
 }
-
-/// A raw CUDA stream handed to nvJPEG (see [`crate::gpu::ffi::cuda::raw_stream`]).
-#[derive(Clone, Copy)]
-pub struct CudaStreamRef(pub *mut c_void);
 
 /// Decoupled decoder (HYBRID or GPU_HYBRID backend) with its own state, two pinned buffers, one
 /// device buffer and two JPEG stream objects, for double-buffered single-image decoding.
@@ -513,6 +541,11 @@ pub struct Decoupled {
     pinned: [Pinned_; 2],
     device: DevBuf_,
     streams: [JpegStream; 2],
+    /// Frame of the host stage last run on each pinned buffer, until its device stage.
+    staged: [Option<StreamInfo>; 2],
+    /// Per pinned buffer: its last host→device transfer has finished (recorded after it).
+    transferred: [Event; 2],
+    transfer_queued: [bool; 2],
     next: usize,
 }
 
@@ -535,6 +568,9 @@ impl Decoupled {
             pinned: [std::ptr::null_mut(); 2],
             device: std::ptr::null_mut(),
             streams: [JpegStream::new(h)?, JpegStream::new(h)?],
+            staged: [None, None],
+            transferred: [Event::new(false)?, Event::new(false)?],
+            transfer_queued: [false, false],
             next: 0,
         };
         // From here Drop of `me` releases whatever was created if a later step fails.
@@ -573,17 +609,16 @@ impl Decoupled {
         Ok(me)
     }
 
-    /// Index (0/1) of the pinned buffer the next [`Self::host_stage`] will use; the caller must
-    /// have waited for the transfer that last used it (an event recorded after
-    /// [`Self::transfer`]).
-    pub fn next_buffer(&self) -> usize {
-        self.next
-    }
-
-    /// Parse + CPU stage (Huffman decoding for HYBRID). Fails for images this backend cannot
-    /// take (status JPEG_NOT_SUPPORTED / BAD_JPEG).
+    /// Parse + CPU stage (Huffman decoding for HYBRID) into the next of the two pinned
+    /// buffers, once that buffer's previous transfer has finished. Fails for images this backend
+    /// cannot take (status JPEG_NOT_SUPPORTED / BAD_JPEG).
     pub fn host_stage(&mut self, data: &[u8]) -> Result<StreamInfo, GpuError> {
         let i = self.next;
+        if self.transfer_queued[i] {
+            self.transferred[i].synchronize()?;
+            self.transfer_queued[i] = false;
+        }
+        self.staged[i] = None;
         let info = self.streams[i].parse(data)?;
         let api = &self.h.lib.api;
         let mut supported: c_int = 1;
@@ -603,7 +638,7 @@ impl Decoupled {
                 name: status_name(STATUS_JPEG_NOT_SUPPORTED),
             });
         }
-        // SAFETY: live objects; the pinned buffer `i` is free per the next_buffer contract.
+        // SAFETY: live objects; no transfer reads pinned buffer `i` any more (waited above).
         unsafe {
             check(
                 "nvjpegStateAttachPinnedBuffer",
@@ -620,37 +655,67 @@ impl Decoupled {
                 ),
             )?;
         }
+        self.staged[i] = Some(info);
         Ok(info)
     }
 
     /// Host→device transfer of the last host stage's output on `stream`.
-    pub fn transfer(&mut self, stream: CudaStreamRef) -> Result<(), GpuError> {
+    pub fn transfer(&mut self, stream: &CudaStream) -> Result<(), GpuError> {
         let i = self.next;
+        if self.staged[i].is_none() {
+            return Err(GpuError::Invalid("transfer without a host stage".into()));
+        }
         let api = &self.h.lib.api;
-        // SAFETY: live objects; follows host_stage on the same stream object.
+        // SAFETY: live objects; follows a successful host stage on the same stream object.
         check("nvjpegDecodeJpegTransferToDevice", unsafe {
             (api.nvjpegDecodeJpegTransferToDevice)(
                 self.h.raw,
                 self.decoder,
                 self.state,
                 self.streams[i].raw,
-                stream.0,
+                cuda::raw_stream(stream),
             )
-        })
+        })?;
+        self.transferred[i].record(stream)?;
+        self.transfer_queued[i] = true;
+        Ok(())
     }
 
-    /// Device stage writing RGBI to `dst` on `stream`; flips to the other pinned buffer.
+    /// Device stage writing RGBI to `dst` on `stream`; `dst` must have the staged frame's size.
+    /// Flips to the other pinned buffer.
     pub fn device_stage(
         &mut self,
-        dst: DeviceImage,
-        stream: CudaStreamRef,
+        dst: DeviceImage<'_>,
+        stream: &CudaStream,
     ) -> Result<(), GpuError> {
+        let i = self.next;
+        match self.staged[i] {
+            Some(f)
+                if self.transfer_queued[i]
+                    && (f.width, f.height) == (dst.width(), dst.height()) => {}
+            other => {
+                return Err(GpuError::Invalid(format!(
+                    "device stage of {other:?} into a {}x{} image",
+                    dst.width(),
+                    dst.height()
+                )))
+            }
+        }
+        self.staged[i] = None;
         let api = &self.h.lib.api;
-        let mut img = Image::rgbi(dst.ptr, dst.pitch);
+        let mut img = Image::rgbi(&dst);
         self.next ^= 1;
-        // SAFETY: live objects; dst is a device allocation of 3·w·h bytes (caller's contract).
+        // SAFETY: live objects; `dst` lies inside a live device allocation and has exactly the
+        // size of the frame staged (checked above), written at pitch 3·width; freeing the
+        // allocation waits for this decode.
         check("nvjpegDecodeJpegDevice", unsafe {
-            (api.nvjpegDecodeJpegDevice)(self.h.raw, self.decoder, self.state, &mut img, stream.0)
+            (api.nvjpegDecodeJpegDevice)(
+                self.h.raw,
+                self.decoder,
+                self.state,
+                &mut img,
+                cuda::raw_stream(stream),
+            )
         })
     }
 }

@@ -6,52 +6,8 @@
 //! when shrinking (antialiasing), with Pillow's window and half-pixel centres; enlarging it is
 //! plain bilinear with edge clamping.
 
-use crate::cli::{DType, ResizeMode};
-
-/// Per-image descriptor read by the kernel; layout must match `struct ImageDesc` in
-/// kernels/preprocess.cu (48 bytes, no padding surprises: one u64 then eleven i32 + 4 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ImageDesc {
-    pub src_offset: u64,
-    pub src_w: i32,
-    pub src_h: i32,
-    pub src_pitch: i32,
-    pub dst_x0: i32,
-    pub dst_y0: i32,
-    pub dst_w: i32,
-    pub dst_h: i32,
-    pub flags: i32,
-    pub reserved0: i32,
-    pub reserved1: i32,
-}
-
-pub const FLAG_FLIP: i32 = 1;
-pub const FLAG_EMPTY: i32 = 2;
-
-impl ImageDesc {
-    /// The descriptor as the bytes the kernel reads.
-    pub fn to_bytes(&self) -> [u8; 48] {
-        let mut b = [0u8; 48];
-        b[..8].copy_from_slice(&self.src_offset.to_le_bytes());
-        let ints = [
-            self.src_w,
-            self.src_h,
-            self.src_pitch,
-            self.dst_x0,
-            self.dst_y0,
-            self.dst_w,
-            self.dst_h,
-            self.flags,
-            self.reserved0,
-            self.reserved1,
-        ];
-        for (i, v) in ints.iter().enumerate() {
-            b[8 + 4 * i..12 + 4 * i].copy_from_slice(&v.to_le_bytes());
-        }
-        b
-    }
-}
+use super::config::ResizeMode;
+pub use crate::gpu::ffi::preprocess::{ImageDesc, FLAG_EMPTY, FLAG_FLIP};
 
 /// Where a `w`×`h` image lands in the `side`×`side` output: (x0, y0, width, height).
 /// Stretch fills the square; letterbox keeps the aspect ratio (YOLO: r = min(S/w, S/h),
@@ -92,18 +48,6 @@ impl Normalize {
             bgr,
         }
     }
-}
-
-/// Deterministic "random" horizontal flip for image `index` of `epoch` (splitmix64 of both):
-/// the same run gives the same flips, on GPU and CPU alike.
-pub fn flip_for(seed: u64, epoch: u64, index: u64) -> bool {
-    let mut z = seed
-        ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ index.wrapping_mul(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    z & 1 == 1
 }
 
 #[inline]
@@ -244,42 +188,12 @@ pub fn describe(offset: u64, w: u32, h: u32, side: u32, mode: ResizeMode, flip: 
     }
 }
 
-/// Bytes of one output element.
-pub fn elem_bytes(d: DType) -> usize {
-    match d {
-        DType::Fp32 => 4,
-        DType::Fp16 => 2,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn solid(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
         (0..w * h).flat_map(|_| rgb).collect()
-    }
-
-    #[test]
-    fn desc_bytes_layout_matches_kernel_struct() {
-        let d = ImageDesc {
-            src_offset: 0x0102030405060708,
-            src_w: 1,
-            src_h: 2,
-            src_pitch: 3,
-            dst_x0: 4,
-            dst_y0: 5,
-            dst_w: 6,
-            dst_h: 7,
-            flags: 8,
-            reserved0: 0,
-            reserved1: 0,
-        };
-        assert_eq!(std::mem::size_of::<ImageDesc>(), 48);
-        let b = d.to_bytes();
-        assert_eq!(&b[..8], &0x0102030405060708u64.to_le_bytes());
-        assert_eq!(i32::from_le_bytes(b[8..12].try_into().unwrap()), 1);
-        assert_eq!(i32::from_le_bytes(b[36..40].try_into().unwrap()), 8);
     }
 
     #[test]
@@ -405,17 +319,6 @@ mod tests {
         // Pillow gives 95.625/159.375-like mixes; a plain 2-tap bilinear would give 127.5 exactly.
         assert!(out[0] > 50.0 && out[0] < 127.0, "{}", out[0]);
         assert!(out[1] > 128.0 && out[1] < 205.0, "{}", out[1]);
-    }
-
-    #[test]
-    fn flips_are_deterministic_and_balanced() {
-        let n = (0..10_000u64).filter(|&i| flip_for(0, 0, i)).count();
-        assert!((4_700..5_300).contains(&n), "{n}");
-        assert_eq!(flip_for(1, 2, 3), flip_for(1, 2, 3));
-        assert_ne!(
-            (0..64).map(|i| flip_for(0, 0, i)).collect::<Vec<_>>(),
-            (0..64).map(|i| flip_for(0, 1, i)).collect::<Vec<_>>()
-        );
     }
 
     #[test]

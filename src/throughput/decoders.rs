@@ -5,10 +5,8 @@
 //! their own stream and record a per-slot event ([`Decoder::fence`]) the kernel stream waits on.
 
 use crate::gpu::device::Gpu;
-use crate::gpu::ffi::cuda::{self, Event, PinnedBuffer};
-use crate::gpu::ffi::nvjpeg::{
-    self, BatchedState, CudaStreamRef, Decoupled, DeviceImage, Handle, JpegStream,
-};
+use crate::gpu::ffi::cuda::{self, DeviceImage, Event, PinnedBuffer, PinnedSlice};
+use crate::gpu::ffi::nvjpeg::{self, BatchedState, Decoupled, Handle};
 use crate::gpu::GpuError;
 use cudarc::driver::CudaStream;
 use std::sync::Arc;
@@ -22,12 +20,11 @@ pub enum DecoderKind {
     Cpu,
 }
 
-/// One image to decode into `dst` (3·width·height bytes at pitch 3·width).
+/// One image to decode: its JPEG bytes (in a slot's pinned staging) into `dst` (interleaved
+/// RGB of the size the reader's header parse found).
 pub struct Job<'a> {
-    pub data: &'a [u8],
-    pub width: u32,
-    pub height: u32,
-    pub dst: DeviceImage,
+    pub data: PinnedSlice<'a>,
+    pub dst: DeviceImage<'a>,
 }
 
 /// Outcome of one job.
@@ -80,11 +77,10 @@ fn record_fence(fences: &Fences, slot: usize, stream: &CudaStream) -> Result<(),
 /// nvJPEG batched decode on the hardware JPEG engines.
 pub struct HwDecoder {
     state: BatchedState,
-    parser: JpegStream,
     stream: Arc<CudaStream>,
     fences: Fences,
     chunk: usize,
-    ok_data: Vec<usize>,
+    accepted: Vec<bool>,
 }
 
 impl HwDecoder {
@@ -99,11 +95,10 @@ impl HwDecoder {
         state.preallocate(chunk, 1024, 1024);
         Ok(Self {
             state,
-            parser: JpegStream::new(handle)?,
             stream: gpu.new_stream()?,
             fences,
             chunk: chunk.max(1),
-            ok_data: Vec::new(),
+            accepted: Vec::new(),
         })
     }
 }
@@ -117,33 +112,21 @@ impl Decoder for HwDecoder {
     }
     fn decode(&mut self, jobs: &[Job<'_>], results: &mut Vec<JobResult>) -> Result<(), GpuError> {
         results.clear();
-        self.ok_data.clear();
-        for (i, j) in jobs.iter().enumerate() {
-            let ok = match self.parser.parse_header(j.data) {
-                Ok(info) => {
-                    info.width == j.width
-                        && info.height == j.height
-                        && self.parser.hw_supported().unwrap_or(false)
-                }
-                Err(_) => false,
-            };
-            results.push(JobResult::Retry);
-            if ok {
-                self.ok_data.push(i);
-            }
-        }
-        if self.ok_data.is_empty() {
+        results.resize(jobs.len(), JobResult::Retry);
+        if jobs.is_empty() {
             return Ok(());
         }
-        let data: Vec<&[u8]> = self.ok_data.iter().map(|&i| jobs[i].data).collect();
-        let dst: Vec<DeviceImage> = self.ok_data.iter().map(|&i| jobs[i].dst).collect();
+        let data: Vec<PinnedSlice<'_>> = jobs.iter().map(|j| j.data.clone()).collect();
+        let dst: Vec<DeviceImage<'_>> = jobs.iter().map(|j| j.dst).collect();
         match self
             .state
-            .decode(&data, &dst, CudaStreamRef(cuda::raw_stream(&self.stream)))
+            .decode(&data, &dst, &mut self.accepted, &self.stream)
         {
             Ok(()) => {
-                for &i in &self.ok_data {
-                    results[i] = JobResult::Done(DecoderKind::Hardware);
+                for (r, &ok) in results.iter_mut().zip(&self.accepted) {
+                    if ok {
+                        *r = JobResult::Done(DecoderKind::Hardware);
+                    }
                 }
                 Ok(())
             }
@@ -163,9 +146,6 @@ pub struct CudaDecoder {
     dec: Decoupled,
     stream: Arc<CudaStream>,
     fences: Fences,
-    /// Event per pinned buffer: its last host→device transfer has finished.
-    buf_done: [Event; 2],
-    buf_used: [bool; 2],
     staging: PinnedBuffer,
     pub cpu_fallbacks: u64,
 }
@@ -182,53 +162,47 @@ impl CudaDecoder {
             dec: Decoupled::new(handle, backend)?,
             stream: gpu.new_stream()?,
             fences,
-            buf_done: [Event::new(false)?, Event::new(false)?],
-            buf_used: [false, false],
             staging: PinnedBuffer::alloc(&gpu.ctx, 4 << 20)?,
             cpu_fallbacks: 0,
         })
     }
 
+    /// Host stage (after the pinned buffer's previous transfer), transfer, device stage: the
+    /// host stage of the next image overlaps this one's device stage.
     fn nvjpeg_one(&mut self, j: &Job<'_>) -> Result<(), GpuError> {
-        let k = self.dec.next_buffer();
-        if self.buf_used[k] {
-            self.buf_done[k].synchronize()?;
-        }
-        let info = self.dec.host_stage(j.data)?;
-        if info.width != j.width || info.height != j.height {
+        let info = self.dec.host_stage(j.data.bytes())?;
+        if info.width != j.dst.width() || info.height != j.dst.height() {
             return Err(GpuError::Invalid(format!(
                 "nvJPEG sees {}x{}, the header parse {}x{}",
-                info.width, info.height, j.width, j.height
+                info.width,
+                info.height,
+                j.dst.width(),
+                j.dst.height()
             )));
         }
-        let s = CudaStreamRef(cuda::raw_stream(&self.stream));
-        self.dec.transfer(s)?;
-        self.buf_done[k].record(&self.stream)?;
-        self.buf_used[k] = true;
-        self.dec.device_stage(j.dst, s)
+        self.dec.transfer(&self.stream)?;
+        self.dec.device_stage(j.dst, &self.stream)
     }
 
     fn cpu_one(&mut self, j: &Job<'_>) -> Result<(), String> {
-        let (px, w, h) = cpu_decode_rgb8(j.data)?;
-        if w != j.width || h != j.height {
+        let (px, w, h) = cpu_decode_rgb8(j.data.bytes())?;
+        if w != j.dst.width() || h != j.dst.height() {
             return Err(format!(
                 "CPU decoder gives {w}x{h}, the header says {}x{}",
-                j.width, j.height
+                j.dst.width(),
+                j.dst.height()
             ));
         }
         let map = |e: GpuError| e.to_string();
         // The staging buffer is reused: wait for its previous upload first (rare path).
         self.stream.synchronize().map_err(|e| format!("{e:?}"))?;
         self.staging.ensure(px.len(), 0).map_err(map)?;
-        self.staging.as_mut_slice()[..px.len()].copy_from_slice(&px);
-        cuda_upload(j.dst, &self.staging.as_slice()[..px.len()], &self.stream).map_err(map)?;
+        self.staging.as_mut_slice().map_err(map)?[..px.len()].copy_from_slice(&px);
+        let src = self.staging.slice(0..px.len()).map_err(map)?;
+        cuda::upload_image_async(j.dst, src, &self.stream).map_err(map)?;
         self.stream.synchronize().map_err(|e| format!("{e:?}"))?;
         Ok(())
     }
-}
-
-fn cuda_upload(dst: DeviceImage, src: &[u8], stream: &CudaStream) -> Result<(), GpuError> {
-    crate::gpu::ffi::cuda::copy_htod_raw_async(dst.ptr, src, stream)
 }
 
 impl Decoder for CudaDecoder {

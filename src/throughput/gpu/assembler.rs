@@ -1,0 +1,205 @@
+//! The assembler thread: for each fully decoded batch, on its own stream, waits (on the GPU)
+//! for the fences of the decoders that wrote into the slot, uploads the batch's descriptors and
+//! launches the fused kernel into one of two output tensors; a batch is retired (counted, bad
+//! images listed, slot released) once its completion event has passed, at most three in flight.
+
+use super::batch::{Batch, Item};
+use super::shared::Shared;
+use crate::gpu::ffi::cuda::DeviceBuffer;
+use crate::gpu::ffi::preprocess::{launch_preprocess, PreprocessParams};
+use crate::gpu::kernels::Kernels;
+use crate::gpu::GpuError;
+use crate::throughput::config::{DType, ResizeMode};
+use crate::throughput::preprocess::{describe, ImageDesc, Normalize, FLAG_EMPTY};
+use crate::throughput::read::BadRecord;
+use crate::throughput::PipelineError;
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The kernel's descriptors for `items`: where each decoded image is and where it lands;
+/// the `failed` items are marked empty (their blocks get the padding value).
+pub(super) fn descriptors(
+    items: &[Item],
+    failed: &[usize],
+    side: u32,
+    resize: ResizeMode,
+) -> Vec<ImageDesc> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| {
+            let mut d = describe(it.arena_off, it.width, it.height, side, resize, it.flip);
+            if failed.contains(&i) {
+                d.flags |= FLAG_EMPTY;
+            }
+            d
+        })
+        .collect()
+}
+
+/// Counts a batch whose kernel has finished and lists its undecodable images.
+fn retire(sh: &Shared<'_>, b: Arc<Batch>) -> Result<(), PipelineError> {
+    let res = b.res()?;
+    res.done.synchronize()?;
+    if let Ok(ms) = res.done.elapsed_ms_since(&res.start) {
+        sh.counters
+            .kernel_ns
+            .fetch_add((ms as f64 * 1e6) as u64, SeqCst);
+    }
+    let failures = b.failures.lock().map(|f| f.clone()).unwrap_or_default();
+    for (i, reason) in &failures {
+        if let Some(it) = b.items.get(*i) {
+            sh.bad.push(BadRecord {
+                shard: sh
+                    .schedule
+                    .shard(it.shard as usize)
+                    .map(|s| s.path.clone())
+                    .unwrap_or_default(),
+                offset: it.offset,
+                reason: reason.clone(),
+            });
+        }
+    }
+    let good = (b.items.len() - failures.len()) as u64;
+    sh.counters.failed.fetch_add(failures.len() as u64, SeqCst);
+    sh.counters.bytes.fetch_add(b.bytes, SeqCst);
+    sh.counters.batches.fetch_add(1, SeqCst);
+    sh.counters.images.fetch_add(good, SeqCst);
+    Ok(())
+}
+
+/// Queues batch `b`'s kernel on `stream` (after the decoders' fences); `kernels` is `None` in
+/// decode-only runs (descriptors and events still go through, the kernel does not).
+fn launch(
+    sh: &Shared<'_>,
+    stream: &cudarc::driver::CudaStream,
+    kernels: Option<&Kernels>,
+    outs: &[DeviceBuffer],
+    b: &Batch,
+) -> Result<(), PipelineError> {
+    let res = b.res()?;
+    let slot = res.id;
+    let mask = b.fence_mask.load(SeqCst);
+    for (w, f) in sh.fences.iter().enumerate() {
+        if mask & (1u64 << w) != 0 {
+            f.get(slot)
+                .ok_or_else(|| GpuError::Invalid(format!("no fence for slot {slot}")))?
+                .wait_on(stream)?;
+        }
+    }
+    let failed: Vec<usize> = b
+        .failures
+        .lock()
+        .map(|f| f.iter().map(|x| x.0).collect())
+        .unwrap_or_default();
+    let descs = descriptors(&b.items, &failed, sh.cfg.side, sh.cfg.resize);
+    let mut staging = res
+        .descs
+        .lock()
+        .map_err(|_| PipelineError::Failed("descriptor buffer lock poisoned".into()))?;
+    staging.upload(&descs, stream)?;
+    res.start.record(stream)?;
+    if let Some(k) = kernels {
+        let out = outs
+            .get((b.seq % outs.len().max(1) as u64) as usize)
+            .ok_or_else(|| GpuError::Invalid("no output tensor".into()))?;
+        let kernel = match sh.cfg.dtype {
+            DType::Fp32 => &k.preprocess_f32,
+            DType::Fp16 => &k.preprocess_f16,
+        };
+        let norm = Normalize::imagenet(sh.cfg.bgr);
+        let params = PreprocessParams {
+            side: sh.cfg.side,
+            mean: norm.mean,
+            inv_std: norm.inv_std,
+            pad: norm.pad,
+            bgr: norm.bgr,
+        };
+        launch_preprocess(kernel, stream, &res.arena, &staging, out, &params)?;
+    }
+    res.done.record(stream)?;
+    Ok(())
+}
+
+/// Runs until every submitted batch is retired after the readers are done, or the run stops.
+pub(super) fn assembler(
+    sh: &Shared<'_>,
+    kernels: Option<&Kernels>,
+    outs: &[DeviceBuffer],
+    rx: Receiver<Arc<Batch>>,
+) -> Result<(), PipelineError> {
+    sh.gpu.bind()?;
+    let stream = sh.gpu.new_stream()?;
+    let mut inflight: VecDeque<Arc<Batch>> = VecDeque::new();
+    let mut launched = 0u64;
+    loop {
+        while let Some(front) = inflight.front() {
+            if front.res()?.done.is_done()? || inflight.len() > 2 {
+                if let Some(b) = inflight.pop_front() {
+                    retire(sh, b)?;
+                }
+            } else {
+                break;
+            }
+        }
+        if sh.abort.load(SeqCst) {
+            return Ok(());
+        }
+        let t = Instant::now();
+        match rx.recv_timeout(Duration::from_millis(2)) {
+            Ok(b) => {
+                launch(sh, &stream, kernels, outs, &b)?;
+                launched += 1;
+                inflight.push_back(b);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                crate::throughput::meter::add_since(&sh.counters.starved_ns, t);
+                if sh.readers_alive.load(SeqCst) == 0 && launched == sh.submitted.load(SeqCst) {
+                    while let Some(b) = inflight.pop_front() {
+                        retire(sh, b)?;
+                    }
+                    return Ok(());
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::throughput::preprocess::FLAG_FLIP;
+
+    #[test]
+    fn descriptors_place_each_image_and_blank_the_failed() {
+        let item = |arena_off, w, h, flip| Item {
+            jpeg_off: 0,
+            jpeg_len: 1,
+            width: w,
+            height: h,
+            arena_off,
+            shard: 0,
+            offset: 0,
+            flip,
+            hw: true,
+        };
+        let items = [item(0, 64, 32, false), item(6144, 10, 20, true)];
+        let d = descriptors(&items, &[0], 16, ResizeMode::Letterbox);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].flags, FLAG_EMPTY);
+        assert_eq!(
+            (d[0].dst_x0, d[0].dst_y0, d[0].dst_w, d[0].dst_h),
+            (0, 4, 16, 8)
+        );
+        assert_eq!(
+            (d[1].src_offset, d[1].src_w, d[1].src_pitch),
+            (6144, 10, 30)
+        );
+        assert_eq!(d[1].flags, FLAG_FLIP);
+        assert_eq!(d[1].arena_end(), Ok(6144 + 30 * 20));
+    }
+}
