@@ -149,7 +149,6 @@ const LMDB_SHARD: &str = "val-00000-of-00001.lmdb";
 /// manifest names a shard by absolute path or `../` must not read it, nor overwrite it with
 /// its presized copy and index.
 #[test]
-#[ignore = "issue 11: presize of a shard folder follows absolute/../ shard names: overwrites a shard outside IN and OUT in place (exit 0)"]
 fn presize_shards_refuses_manifest_names_outside_in() {
     let mut cases = Cases::new();
     for variant in ["absolute", "dotdot"] {
@@ -199,7 +198,6 @@ fn presize_shards_outside_case(variant: &str) {
 /// bytes of inputs in any report": `verify` must not open a file the manifest names outside
 /// OUT, nor print its first line.
 #[test]
-#[ignore = "issue 11: verify opens an index named by absolute path and prints its first line (exit 1 'bad index line'), follows ../ shard names"]
 fn verify_refuses_manifest_names_outside_out() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
@@ -404,7 +402,6 @@ fn reports_never_quote_input_bytes() {
 /// "`convert` … refuse[s] IN/OUT overlap in both directions (also through symlinks) with exit 2
 /// and nothing written": OUT inside IN (plain, and through a symlink).
 #[test]
-#[ignore = "issue 11: convert writes its output inside the input folder (exit 0)"]
 fn convert_refuses_out_inside_in() {
     // (case, OUT relative to the temp root, extra args); each case in a fresh temp root with
     // IN = in/ (the demo fixture) and inlink -> in.
@@ -449,7 +446,6 @@ fn convert_refuses_out_inside_in() {
 
 /// Same rule, other direction: IN inside OUT (`--overwrite` because OUT holds IN).
 #[test]
-#[ignore = "issue 11: convert accepts an OUT that contains IN and writes shards beside the input (exit 0)"]
 fn convert_refuses_in_inside_out() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -506,7 +502,6 @@ fn presize_refuses_out_inside_in() {
 /// Presize, IN inside OUT: "the first `--overwrite` run writes into the input folder, the
 /// second deletes the whole input dataset." Required: exit 2, nothing written, both times.
 #[test]
-#[ignore = "issue 11: presize accepts IN inside OUT with --overwrite and writes into OUT around the input (exit 0)"]
 fn presize_refuses_in_inside_out() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
@@ -557,7 +552,6 @@ fn presize_refuses_in_inside_out() {
 /// "`index` writes only `.idx` files and never over an existing non-index file" — nor through
 /// a symlink to somewhere else.
 #[test]
-#[ignore = "issue 11: index overwrites an existing non-index x.idx, and writes through an x.idx symlink to a file outside"]
 fn index_never_writes_over_foreign_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (src, out) = (tmp.path().join("src"), tmp.path().join("out"));
@@ -604,7 +598,6 @@ fn plant_foreign(out: &Path) -> Vec<&'static str> {
 /// as its manifest records them, and their `.partial` files; leave everything else … and name
 /// it in the output."
 #[test]
-#[ignore = "issue 11: convert --overwrite deletes every *.tfrecord, *.idx, *.lmdb in OUT, other tools' files included"]
 fn convert_overwrite_leaves_foreign_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -661,7 +654,6 @@ fn presize_coco_overwrite_leaves_foreign_files() {
 
 /// Same rule for `presize` of a shard folder.
 #[test]
-#[ignore = "issue 11: presize --overwrite of a shard folder keeps foreign files but does not name them in its output"]
 fn presize_shards_overwrite_leaves_foreign_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, conv, out) = (
@@ -694,7 +686,6 @@ fn presize_shards_overwrite_leaves_foreign_files() {
 /// `.tfrecord` in it: nothing outside changes)" — and a foreign symlink is not dsprep's to
 /// delete either.
 #[test]
-#[ignore = "issue 11: convert --overwrite deletes foreign symlinks in OUT whose names end in .lmdb/.tfrecord/.idx"]
 fn overwrite_never_follows_symlinks_in_out() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -954,7 +945,6 @@ fn lmdb_flipped_bytes_never_crash_readers() {
 
 /// Same rule for truncations of `data.mdb`: to 0, one page, half and all but one byte.
 #[test]
-#[ignore = "issue 11: data.mdb truncated to half kills all four LMDB readers with SIGBUS; verify passes a len-1 truncation"]
 fn lmdb_truncations_never_crash_readers() {
     let tmp = tempfile::tempdir().unwrap();
     let base = lmdb_base(tmp.path());
@@ -1223,7 +1213,6 @@ fn assert_not_complete(out: &Path) {
 /// file named and no manifest claiming completeness." OUT/val is a file where presize must
 /// create the image folder.
 #[test]
-#[ignore = "issue 11: presize reports every image as failed ('cannot write') and exits 1 with complete: true when OUT/val is a file"]
 fn presize_output_write_error_is_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1244,7 +1233,6 @@ fn presize_output_write_error_is_a_failure() {
 /// Same for one image: its final name is taken by a (non-empty) folder, so the rename of the
 /// finished image fails.
 #[test]
-#[ignore = "issue 11: presize turns a failed rename of a finished image into a 'bad image' (exit 1, complete: true)"]
 fn presize_image_rename_error_is_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1265,7 +1253,6 @@ fn presize_image_rename_error_is_a_failure() {
 /// `convert`: a shard's final name is taken by a foreign, non-empty folder. Exit 2 naming it,
 /// the folder left alone, no complete manifest.
 #[test]
-#[ignore = "issue 11: convert --overwrite deletes a foreign folder named like its shard (by extension) instead of failing"]
 fn convert_output_write_error_is_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1283,7 +1270,6 @@ fn convert_output_write_error_is_a_failure() {
 
 /// `convert`: the manifest cannot be written (a folder has its name): exit 2 naming it.
 #[test]
-#[ignore = "issue 11: convert --overwrite deletes a foreign folder named manifest.json and succeeds (exit 0)"]
 fn convert_unwritable_manifest_is_a_failure() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1346,7 +1332,6 @@ fn dataset_with_special(tmp: &Path, name: &str, make: impl FnOnce(&Path)) -> Pat
 /// "A FIFO hangs `convert` and `presize` forever. Required: refuse non-regular files at once
 /// (skipped with reason)."
 #[test]
-#[ignore = "issue 11: convert blocks forever reading a FIFO named as an image (killed by the 20 s harness)"]
 fn convert_refuses_a_fifo_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = dataset_with_special(tmp.path(), "pipe.jpg", mkfifo);
@@ -1361,7 +1346,6 @@ fn convert_refuses_a_fifo_at_once() {
 }
 
 #[test]
-#[ignore = "issue 11: presize blocks forever reading a FIFO named as an image (killed by the 20 s harness)"]
 fn presize_refuses_a_fifo_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = dataset_with_special(tmp.path(), "pipe.jpg", mkfifo);
@@ -1393,7 +1377,6 @@ fn assert_at_once(o: &Out) {
 /// "A symlink to `/dev/zero` is read until memory runs out." (The harness's memory ceiling
 /// turns today's behaviour into an abort instead of an exhausted machine.)
 #[test]
-#[ignore = "issue 11: convert reads a symlink to /dev/zero until out of memory (2 GiB and 3-6 s under the harness ceiling)"]
 fn convert_refuses_a_device_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = dataset_with_special(tmp.path(), "zero.jpg", |p| {
@@ -1411,7 +1394,6 @@ fn convert_refuses_a_device_at_once() {
 }
 
 #[test]
-#[ignore = "issue 11: presize reads a symlink to /dev/zero until out of memory (2 GiB and 3-6 s under the harness ceiling)"]
 fn presize_refuses_a_device_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = dataset_with_special(tmp.path(), "zero.jpg", |p| {
@@ -2149,7 +2131,6 @@ fn verify_names_the_image_of_a_damaged_lmdb_record() {
 
 /// "`-j` unbounded (allow at most 4× the cores; `-j 10000` is refused with exit 2 naming -j)."
 #[test]
-#[ignore = "issue 11: -j 10000 is accepted: each command tries to start 10000 threads and fails late with 'cannot start worker threads'"]
 fn threads_are_bounded() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, conv) = (tmp.path().join("in"), tmp.path().join("conv"));
@@ -2175,7 +2156,6 @@ fn threads_are_bounded() {
 /// "`index --out-dir` with two inputs of the same basename overwrites silently (required:
 /// refused)."
 #[test]
-#[ignore = "issue 11: index --out-dir with two inputs of one basename writes x.idx twice, the second silently replacing the first"]
 fn index_out_dir_refuses_two_inputs_of_one_name() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -2211,7 +2191,6 @@ fn index_out_dir_refuses_two_inputs_of_one_name() {
 /// through a symlink in the temp folder (so today's code writes its `.idx` there, not in /dev),
 /// and with a FIFO (under the hang timeout).
 #[test]
-#[ignore = "issue 11: index writes an .idx for a symlink to /dev/zero (exit 0) and blocks forever on a FIFO"]
 fn index_refuses_non_regular_files() {
     let tmp = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/dev/zero", tmp.path().join("zero.tfrecord")).unwrap();
@@ -2291,7 +2270,6 @@ fn presize_resume_gives_the_clean_manifest() {
 /// "`presize` of a shard folder aborts the whole run on one bad-CRC record although later
 /// records are readable (required: that record is reported, the rest processed, exit 1)."
 #[test]
-#[ignore = "issue 11: presize of a shard folder aborts the whole run (exit 2) on one bad-CRC record"]
 fn presize_shards_reports_a_bad_record_and_goes_on() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, conv, out) = (
