@@ -619,9 +619,20 @@ fn convert_overwrite_leaves_foreign_files() {
     for f in &foreign {
         o.mentions(f);
     }
-    // dsprep's own earlier shards are gone (2 → 3 shards), the new run verifies.
+    // dsprep's own earlier shards are gone (2 → 3 shards); the new run's shards verify, and
+    // verify names the foreign shard files it finds beside them (the issue: "`verify` reports
+    // a shard file that the manifest does not list; `--overwrite` leaves it").
     assert!(!out.join(SHARD0_OF2).exists());
-    verify(&out, &[]).expect(&[0]);
+    let v = verify(&out, &["--json"]);
+    v.expect(&[1]);
+    let r: Value = serde_json::from_str(&v.stdout).unwrap();
+    for p in r["problems"].as_array().unwrap() {
+        let reason = p["reason"].as_str().unwrap();
+        assert!(
+            foreign.iter().any(|f| reason.contains(f)),
+            "a problem other than a foreign file: {p}"
+        );
+    }
 }
 
 /// Same rule for `presize` of a COCO folder: `--overwrite` removes the earlier run's whole
@@ -725,7 +736,6 @@ fn overwrite_never_follows_symlinks_in_out() {
 
 /// "`verify` reports a shard file that the manifest does not list (exit 1, names it)."
 #[test]
-#[ignore = "issue 11: verify ignores shard files in OUT that the manifest does not list ('all OK')"]
 fn verify_reports_unlisted_shards() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -838,7 +848,6 @@ fn lmdb_base(tmp: &Path) -> PathBuf {
 /// naming the shard." Flips in both meta pages, a branch and a leaf page header, and inside a
 /// leaf's node data; positions found from the file's own page headers.
 #[test]
-#[ignore = "issue 11: a flipped leaf-node offset kills all four LMDB readers with SIGSEGV; verify misses flips in the inactive meta page and txnid"]
 fn lmdb_flipped_bytes_never_crash_readers() {
     let tmp = tempfile::tempdir().unwrap();
     let base = lmdb_base(tmp.path());
@@ -977,7 +986,6 @@ fn lmdb_truncations_never_crash_readers() {
 /// "A changed shard byte is always reported (exit 1)" — the manifest's shard checksum is
 /// compared: a record whose label was changed, with CRCs and index fixed up, is found.
 #[test]
-#[ignore = "issue 11: verify never compares the manifest's shard checksum: a re-framed record with a changed label passes 'all OK'"]
 fn verify_compares_the_shard_checksum_tfrecord() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -998,7 +1006,6 @@ fn verify_compares_the_shard_checksum_tfrecord() {
 
 /// Same for LMDB, the value rewritten through lmdb-rkv (a valid LMDB write).
 #[test]
-#[ignore = "issue 11: verify of LMDB shards checks neither the checksum nor the fields: a changed label passes 'all OK'"]
 fn verify_compares_the_shard_checksum_lmdb() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1021,7 +1028,6 @@ fn verify_compares_the_shard_checksum_lmdb() {
 /// for LMDB. Raw byte flips inside `data.mdb` (file name, class text) and field rewrites
 /// (width, area, xmin) must all be reported.
 #[test]
-#[ignore = "issue 11: LMDB verify misses flipped file-name/class-text bytes and rewritten width/area/xmin"]
 fn lmdb_field_changes_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -1134,7 +1140,6 @@ fn bad_box_cases() -> Vec<(&'static str, RecordEdit)> {
 }
 
 #[test]
-#[ignore = "issue 11: verify passes records with NaN/inf/out-of-range boxes and box lists of different lengths ('all OK')"]
 fn verify_checks_box_values_tfrecord() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, base) = (tmp.path().join("in"), tmp.path().join("base"));
@@ -1164,7 +1169,6 @@ fn verify_checks_box_values_tfrecord() {
 }
 
 #[test]
-#[ignore = "issue 11: verify of LMDB passes records with NaN/inf/out-of-range boxes and box lists of different lengths"]
 fn verify_checks_box_values_lmdb() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, base) = (tmp.path().join("in"), tmp.path().join("base"));
@@ -1675,7 +1679,6 @@ fn cut_jpeg() -> Vec<u8> {
 /// "A JPEG cut to a third of its scan with an end-of-image marker appended passes `convert
 /// --decode-check` … required: convert --decode-check skips it."
 #[test]
-#[ignore = "issue 11: convert --decode-check accepts a JPEG whose scan was cut to a third with EOI appended"]
 fn convert_decode_check_catches_a_cut_scan() {
     let tmp = tempfile::tempdir().unwrap();
     let cut = cut_jpeg();
@@ -1690,7 +1693,6 @@ fn convert_decode_check_catches_a_cut_scan() {
 /// "… and `verify --decode`; required: verify --decode reports it." The record is planted with
 /// a matching sha256 and manifest checksum, so only the decode can find it.
 #[test]
-#[ignore = "issue 11: verify --decode accepts a record whose JPEG scan was cut to a third with EOI appended"]
 fn verify_decode_catches_a_cut_scan() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -1740,7 +1742,6 @@ fn presize_rejects_a_cut_scan() {
 
 /// "`verify` says 'all OK' for a manifest with `shards: []` and two shards on disk."
 #[test]
-#[ignore = "issue 11: verify says 'all OK' for a manifest listing no shards while two are on disk"]
 fn verify_reports_a_manifest_without_the_shards_on_disk() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1758,7 +1759,6 @@ fn verify_reports_a_manifest_without_the_shards_on_disk() {
 
 /// "… a duplicated shard entry."
 #[test]
-#[ignore = "issue 11: verify says 'all OK' when the manifest lists one shard twice"]
 fn verify_reports_a_duplicated_shard_entry() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1789,7 +1789,6 @@ fn verify_rejects_an_unknown_shard_format() {
 /// A manifest of a newer layout (`format_version` this build does not know) is not checked as
 /// if it were the old one.
 #[test]
-#[ignore = "issue 11: verify ignores format_version and checks a manifest of an unknown layout ('all OK')"]
 fn verify_rejects_an_unknown_manifest_version() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -1866,7 +1865,6 @@ fn tree_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
 /// is skipped and named, in `convert` and `presize` alike; results identical across runs and
 /// `-j 1` vs `-j 4`." — convert.
 #[test]
-#[ignore = "issue 11: convert stores a duplicated file_name twice and drops a duplicated image id without naming it"]
 fn convert_duplicates_first_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -1929,7 +1927,6 @@ fn convert_duplicates_first_wins() {
 /// Same rule for presize ("duplicate `file_name`s race two entries on one `.partial`;
 /// duplicate image ids leave a file missing").
 #[test]
-#[ignore = "issue 11: presize exits 0 and names neither later duplicate (a.jpg id 3, c.jpg id 2); first-wins not enforced"]
 fn presize_duplicates_first_wins() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -2083,7 +2080,6 @@ fn second_run_on_a_busy_out_fails_at_once() {
 /// record names the file_name and id (derivable from the deterministic shard plan and the
 /// annotation file)." Shard 0 of 2 holds images 0, 2, 4: record 1 is img002.jpg, id 3.
 #[test]
-#[ignore = "issue 11: verify names shard/offset/record of a bad-CRC record but not its image file_name and id"]
 fn verify_names_the_image_of_a_damaged_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));
@@ -2109,7 +2105,6 @@ fn verify_names_the_image_of_a_damaged_record() {
 
 /// Same for an LMDB record whose value no longer parses.
 #[test]
-#[ignore = "issue 11: verify of an LMDB record that does not parse names the key, not the image"]
 fn verify_names_the_image_of_a_damaged_lmdb_record() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));

@@ -90,6 +90,9 @@ pub struct CocoDataset {
     pub annotations: Vec<Annotation>,
     /// `images.len() + 1` entries, non-decreasing, first 0, last `annotations.len()`.
     pub ann_start: Vec<usize>,
+    /// Later entries that repeat an earlier entry's id or file name: index into `images` →
+    /// why it is not used (the first entry wins; duplicates carry no annotations).
+    pub duplicates: std::collections::BTreeMap<usize, String>,
     pub stats: LoadStats,
 }
 
@@ -128,6 +131,10 @@ impl CocoDataset {
     /// All samples in JSON order.
     pub fn samples(&self) -> impl Iterator<Item = Sample<'_>> + '_ {
         (0..self.len()).filter_map(move |i| self.get(i))
+    }
+    /// Why image `i` is not used when it repeats an earlier entry (see [`CocoDataset::duplicates`]).
+    pub fn duplicate(&self, i: usize) -> Option<&str> {
+        self.duplicates.get(&i).map(String::as_str)
     }
     /// The category with this COCO id.
     pub fn category(&self, id: i64) -> Option<&Category> {
@@ -341,21 +348,54 @@ fn build(raw: RawFile) -> CocoDataset {
         ..LoadStats::default()
     };
 
+    // First entry wins: a later entry with an id or a file name already seen stays in the list
+    // (so every entry is accounted for) but is marked a duplicate and gets no annotations.
     let mut index: HashMap<i64, u32, IdHash> =
         HashMap::with_capacity_and_hasher(raw.images.len(), IdHash::default());
-    let mut images = Vec::with_capacity(raw.images.len());
-    for img in raw.images {
-        if index.contains_key(&img.id) {
+    // File names by 64-bit hash (16 bytes an image instead of a copy of every name); a hash hit
+    // is confirmed by comparing the names.
+    let mut names: HashMap<u64, u32, IdHash> =
+        HashMap::with_capacity_and_hasher(raw.images.len(), IdHash::default());
+    let name_hash = |n: &str| {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(n)
+    };
+    let mut duplicates = std::collections::BTreeMap::new();
+    for (i, img) in raw.images.iter().enumerate() {
+        if let Some(&first) = index.get(&img.id) {
             stats.duplicate_image_ids += 1;
+            let first_name = raw
+                .images
+                .get(first as usize)
+                .map_or("", |f| f.file_name.as_str());
+            duplicates.insert(
+                i,
+                format!(
+                    "duplicate image id {}: the first entry ({first_name}) is used",
+                    img.id
+                ),
+            );
             continue;
+        }
+        let h = name_hash(&img.file_name);
+        if let Some(first) = names.get(&h).and_then(|&k| raw.images.get(k as usize)) {
+            if first.file_name == img.file_name {
+                duplicates.insert(
+                    i,
+                    format!("duplicate file_name: image id {} already uses it", first.id),
+                );
+                continue;
+            }
         }
         // More than u32::MAX images cannot come from an annotation file on a sane machine; such an
         // image would simply get no annotations rather than a wrong index.
-        if let Ok(i) = u32::try_from(images.len()) {
-            index.insert(img.id, i);
+        if let Ok(k) = u32::try_from(i) {
+            index.insert(img.id, k);
+            names.entry(h).or_insert(k);
         }
-        images.push(img);
     }
+    drop(names);
+    let images = raw.images;
 
     let mut categories = raw.categories;
     categories.sort_by_key(|c| c.id); // stable: the first of duplicate ids stays first
@@ -424,6 +464,7 @@ fn build(raw: RawFile) -> CocoDataset {
         categories,
         annotations,
         ann_start,
+        duplicates,
         stats,
     }
 }
@@ -1021,10 +1062,34 @@ mod tests {
               "annotations": [{{"image_id": 1, "category_id": 1, "bbox": [0,0,1,1]}}],
               {CATS}}}"#
         ));
-        assert_eq!(d.len(), 2);
+        // Every entry stays (each is accounted for); the later one is a named duplicate.
+        assert_eq!(d.len(), 3);
         assert_eq!(d.images[0].file_name, "a.jpg");
         assert_eq!(d.stats.duplicate_image_ids, 1);
         assert_eq!(d.sample(0).annotations.len(), 1);
+        assert_eq!(d.sample(2).annotations.len(), 0);
+        assert_eq!(d.duplicate(0), None);
+        assert!(
+            d.duplicate(2).unwrap().contains("duplicate image id 1"),
+            "{:?}",
+            d.duplicate(2)
+        );
+    }
+
+    #[test]
+    fn duplicate_file_names_keep_the_first() {
+        let d = ok(&format!(
+            r#"{{"images": [{{"id": 1, "file_name": "a.jpg"}}, {{"id": 2, "file_name": "a.jpg"}}],
+              "annotations": [{{"image_id": 2, "category_id": 1, "bbox": [0,0,1,1]}}],
+              {CATS}}}"#
+        ));
+        assert_eq!(d.len(), 2);
+        assert!(d
+            .duplicate(1)
+            .unwrap()
+            .contains("image id 1 already uses it"));
+        // The duplicate's annotations belong to no used image: never written.
+        assert_eq!(d.sample(1).annotations.len(), 0);
     }
 
     #[test]

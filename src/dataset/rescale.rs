@@ -170,6 +170,9 @@ fn rewrite_coco(
                 let entries: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(json_err)?;
                 w.write_all(b"[")?;
                 let mut first = true;
+                // The first image entry of an id wins (as when the file was loaded); later
+                // entries with that id are dropped.
+                let mut seen_ids = std::collections::HashSet::new();
                 for entry in entries {
                     let mut v: Value = serde_json::from_str(entry.get()).map_err(json_err)?;
                     let (id, is_image) = if key == "images" {
@@ -177,6 +180,14 @@ fn rewrite_coco(
                     } else {
                         (scale_of(&v), false)
                     };
+                    if is_image {
+                        if let Some(id) = id {
+                            if !seen_ids.insert(id) {
+                                stats.images_dropped += 1;
+                                continue;
+                            }
+                        }
+                    }
                     let plan = id.and_then(|id| plans.get(&id)).copied();
                     match plan {
                         Some(ImagePlan::Drop) => {

@@ -83,8 +83,37 @@ pub(crate) fn check_size(width: u32, height: u32) -> Result<(), ImageError> {
     Ok(())
 }
 
-/// Decode a JPEG whose header was already parsed (strict: corrupt data is an error).
+/// Decode a JPEG whose header was already parsed (strict: corrupt data is an error, and so is
+/// scan data that ends before the last block, see [`check_scan_complete`]).
 pub(crate) fn decode_jpeg(bytes: &[u8], header: &JpegHeader) -> Result<RgbImage, ImageError> {
+    let img = decode_jpeg_pixels(bytes, header)?;
+    check_scan_complete(bytes, header)?;
+    Ok(img)
+}
+
+/// Refuses a JPEG whose entropy-coded data ends before every block the header declares was
+/// coded — say a file cut short with an end-of-image marker appended. zune-jpeg (even strict)
+/// and jpeg-decoder fill the missing blocks with grey and report nothing; this walks the scan
+/// again at 1/8 scale (DC only: dsprep's own reduced decoder for baseline files, which counts
+/// the bits it is fed past a marker, else libjpeg-turbo, whose "premature end of data" warning
+/// is an error here), at a fraction of the cost of the full decode.
+pub(crate) fn check_scan_complete(bytes: &[u8], header: &JpegHeader) -> Result<(), ImageError> {
+    // What the 1/8 walk reads (the colour models presize reads); CMYK/YCCK and the rest are
+    // left to the strict full decode.
+    if !header.is_common_8bit() || !matches!(header.color, ColorModel::Gray | ColorModel::YCbCr) {
+        return Ok(());
+    }
+    super::scaled_decode::decode_scaled(bytes, 8, MAX_DECODE_PIXELS)
+        .map(|_| ())
+        .map_err(|e| {
+            ImageError::decode(
+                ImageFormat::Jpeg,
+                format!("the scan data is incomplete or damaged: {e}"),
+            )
+        })
+}
+
+fn decode_jpeg_pixels(bytes: &[u8], header: &JpegHeader) -> Result<RgbImage, ImageError> {
     check_size(header.width, header.height)?;
     let zune_color = matches!(
         header.color,

@@ -115,7 +115,7 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
             jobs.push(ShardJob {
                 split: si,
                 stem: shard_stem(&split.name, s, n),
-                images: (s..ds.len()).step_by(n).collect(),
+                images: shard_images(ds.len(), n, s).collect(),
             });
         }
         manifest.splits.push(SplitEntry {
@@ -240,7 +240,10 @@ fn write_shard(
         }
         let outcomes: Vec<ImageOutcome> = window
             .par_iter()
-            .map(|&i| sample_to_record(ctx, ds.sample(i)))
+            .map(|&i| match ds.duplicate(i) {
+                Some(reason) => ImageOutcome::skip(&ds.sample(i), 0, reason.to_string()),
+                None => sample_to_record(ctx, ds.sample(i)),
+            })
             .collect();
         for o in outcomes {
             if spec.strict {
@@ -322,6 +325,13 @@ fn strict_parse_check(split: &SplitSource, ds: &CocoDataset) -> Result<(), JobEr
         )));
     }
     Ok(())
+}
+
+/// The images of a split (indices into the annotation file's list) that shard `k` of `n`
+/// holds, in record order: `k, k + n, k + 2n, …` (round-robin, as the TF OD converter deals
+/// them). `verify` uses the same deal to name the image of a record it cannot read.
+pub fn shard_images(images: usize, n: usize, k: usize) -> impl Iterator<Item = usize> {
+    (k..images).step_by(n.max(1))
 }
 
 /// Shards for a split: by count, or by total input bytes over the target; never more shards

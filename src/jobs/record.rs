@@ -93,7 +93,8 @@ pub struct ImageOutcome {
 }
 
 impl ImageOutcome {
-    fn skip(sample: &Sample<'_>, input_bytes: u64, reason: String) -> Self {
+    /// The outcome of an image that did not become a record.
+    pub fn skip(sample: &Sample<'_>, input_bytes: u64, reason: String) -> Self {
         ImageOutcome {
             payload: None,
             input_bytes,

@@ -1,19 +1,25 @@
-//! `verify`: every record of every shard a folder's manifest lists — framing and CRCs, every
-//! index line against the record it points at, record counts against the manifest, each image
-//! against its `image/key/sha256`, and with `decode` a full decode checked against the
-//! recorded size. Each problem names the shard, the byte offset and the record number.
+//! `verify`: the folder against its manifest (every listed shard present once, no shard on
+//! disk unlisted, counts adding up), every shard's bytes against the checksum recorded when it
+//! was written, and every record — framing and CRCs, every index line against the record it
+//! points at, the record's invariants (image and sha256, sizes, boxes, labels in the label
+//! map), with `decode` a full decode checked against the recorded size. Each problem names the
+//! shard, the byte offset, the record number and, where it can be known, the image.
 
+use super::convert::shard_images;
 use super::{pool, JobError};
+use crate::dataset::{load_coco_hashed, ImageEntry};
+use crate::shard::checksum::checksum_file;
 use crate::shard::example::Example;
-use crate::shard::format::ShardRef;
+use crate::shard::format::{discover, ShardFormat, ShardRef};
 use crate::shard::index::parse_index;
-use crate::shard::manifest::{plain_name, Manifest, ShardEntry, MANIFEST_FILE};
-use crate::shard::od_example::keys;
+use crate::shard::manifest::{plain_name, LabelMode, Manifest, ShardEntry, MANIFEST_FILE};
+use crate::shard::od_example::{check_record, keys, record_identity, LabelMap};
 use crate::shard::source::{read_records, Flow, ReadMode, RecordProblem};
 use crate::shard::tfrecord::FRAME_OVERHEAD;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// A complete verify run.
@@ -34,6 +40,12 @@ pub struct BadRecord {
     /// Record number within the shard (0-based).
     pub record: Option<u64>,
     pub reason: String,
+    /// The image the record holds: from the record itself, or, when it cannot be read, from
+    /// the annotation file and the deterministic shard plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<i64>,
 }
 
 /// What verify found in one shard.
@@ -61,6 +73,8 @@ impl ShardCheck {
             offset,
             record,
             reason,
+            file_name: None,
+            image_id: None,
         });
     }
 
@@ -77,9 +91,9 @@ impl ShardCheck {
     }
 }
 
-/// Checks every shard of the folder. Errors only when the folder cannot be verified at all
-/// (no manifest, unfinished, corrupt manifest); everything found in the shards is a problem in
-/// the result.
+/// Checks every shard of the folder, and the folder against its manifest. Errors only when
+/// the folder cannot be verified at all (no manifest, unfinished, corrupt manifest);
+/// everything found is a problem in the result.
 pub fn run(spec: &VerifySpec) -> Result<Vec<ShardCheck>, JobError> {
     let dir = &spec.dir;
     let Some(manifest) = Manifest::load(dir)? else {
@@ -95,42 +109,130 @@ pub fn run(spec: &VerifySpec) -> Result<Vec<ShardCheck>, JobError> {
         )));
     }
     let manifest_path = dir.join(MANIFEST_FILE);
-    let mut shards: Vec<(&ShardEntry, ShardRef)> = Vec::new();
-    for s in manifest.splits.iter().flat_map(|s| &s.shards) {
-        let file = plain_name(&s.info.file, &manifest_path)?;
-        let index = match &s.info.index {
-            Some(i) => Some(dir.join(plain_name(i, &manifest_path)?)),
-            None => None,
-        };
-        let shard = ShardRef {
-            path: dir.join(file),
-            format: manifest.options.format,
-            index,
-        };
-        shards.push((s, shard));
+    let labels = label_map(&manifest);
+    let mut folder = ShardCheck::new(MANIFEST_FILE, 0);
+    let mut listed: HashSet<String> = HashSet::new();
+    // (split, position in split, entry, ref); a shard listed twice is checked once.
+    let mut shards: Vec<(usize, usize, &ShardEntry, ShardRef)> = Vec::new();
+    for (si, split) in manifest.splits.iter().enumerate() {
+        let mut records = 0;
+        for (k, s) in split.shards.iter().enumerate() {
+            records += s.info.records;
+            let file = plain_name(&s.info.file, &manifest_path)?;
+            let index = match &s.info.index {
+                Some(i) => Some(dir.join(plain_name(i, &manifest_path)?)),
+                None => None,
+            };
+            if !listed.insert(file.to_string()) {
+                folder.problem(
+                    None,
+                    None,
+                    format!("the manifest lists shard {file} more than once"),
+                );
+                continue;
+            }
+            if let Some(i) = &s.info.index {
+                listed.insert(i.clone());
+            }
+            let shard = ShardRef {
+                path: dir.join(file),
+                format: manifest.options.format,
+                index,
+            };
+            shards.push((si, k, s, shard));
+        }
+        if records != split.records {
+            folder.problem(
+                None,
+                None,
+                format!(
+                    "split {}: the manifest counts {} records but its shards list {records}",
+                    split.name, split.records
+                ),
+            );
+        }
+    }
+    for unlisted in unlisted_shards(dir, &listed)? {
+        folder.problem(
+            None,
+            None,
+            format!("{unlisted} is a shard file the manifest does not list (not written by this conversion?)"),
+        );
     }
     let pool = pool(spec.threads)?;
-    Ok(pool.install(|| {
+    let mut checks: Vec<ShardCheck> = pool.install(|| {
         shards
             .par_iter()
-            .map(|(entry, shard)| {
+            .map(|(_, _, entry, shard)| {
                 if entry.info.records == 0 && entry.info.checksum.is_empty() {
                     // All its images were skipped: convert wrote no file for it.
                     ShardCheck::new(&entry.info.file, 0).finish()
                 } else {
-                    check_shard(entry, shard, spec.decode)
+                    check_shard(entry, shard, &labels, spec.decode)
                 }
             })
             .collect()
-    }))
+    });
+    name_unreadable_records(&manifest, &shards, &mut checks);
+    if !folder.bad.is_empty() {
+        checks.insert(0, folder);
+    }
+    Ok(checks)
 }
 
-/// A problem before it becomes a [`BadRecord`]: offset, record number, reason.
-type Located = (Option<u64>, Option<u64>, String);
+/// Label → class text, as the records must carry them (the manifest's categories under its
+/// label mode).
+fn label_map(m: &Manifest) -> LabelMap {
+    m.categories
+        .iter()
+        .map(|c| {
+            let label = match m.options.labels {
+                LabelMode::Coco => c.id,
+                LabelMode::Contiguous => i64::from(c.contiguous_label),
+            };
+            (label, c.name.clone())
+        })
+        .collect()
+}
 
-/// Reads one shard through the shard reader, checking each record and (TFRecord) each index
-/// line against where the framing found the record.
-fn check_shard(entry: &ShardEntry, shard: &ShardRef, decode: bool) -> ShardCheck {
+/// Shard files in the folder (and the `.idx` of any TFRecord there) that the manifest does not
+/// list, by name.
+fn unlisted_shards(dir: &Path, listed: &HashSet<String>) -> Result<Vec<String>, JobError> {
+    let found = discover(dir).map_err(|source| JobError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for s in found {
+        let rel = s
+            .path
+            .strip_prefix(dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| s.name());
+        if !listed.contains(&rel) {
+            out.push(rel);
+        }
+    }
+    Ok(out)
+}
+
+/// A problem before it becomes a [`BadRecord`]: offset, record number, reason, image.
+struct Located {
+    offset: Option<u64>,
+    record: Option<u64>,
+    reason: String,
+    image: Option<(String, i64)>,
+}
+
+/// Compares the shard's bytes with the checksum the manifest recorded, then reads it through
+/// the shard reader, checking each record and (TFRecord) each index line against where the
+/// framing found the record.
+fn check_shard(
+    entry: &ShardEntry,
+    shard: &ShardRef,
+    labels: &LabelMap,
+    decode: bool,
+) -> ShardCheck {
     let mut check = ShardCheck::new(&entry.info.file, entry.info.records);
     let index = match &shard.index {
         Some(p) => match read_index(p) {
@@ -142,9 +244,17 @@ fn check_shard(entry: &ShardEntry, shard: &ShardRef, decode: bool) -> ShardCheck
         },
         None => None,
     };
-    let lmdb = shard.index.is_none() && shard.format == crate::shard::format::ShardFormat::Lmdb;
+    let lmdb = shard.format == ShardFormat::Lmdb;
     // Both callbacks add to one list, in the order the walk finds things.
     let bad: RefCell<Vec<Located>> = RefCell::new(Vec::new());
+    let push = |offset, record, reason, image| {
+        bad.borrow_mut().push(Located {
+            offset,
+            record,
+            reason,
+            image,
+        })
+    };
     let n = read_records(
         shard,
         ReadMode::Sequential,
@@ -154,7 +264,7 @@ fn check_shard(entry: &ShardEntry, shard: &ShardRef, decode: bool) -> ShardCheck
                 let expect = (offset, r.payload.len() as u64 + FRAME_OVERHEAD);
                 match idx.get(r.number as usize) {
                     Some(&line) if line == expect => {}
-                    Some(&line) => bad.borrow_mut().push((
+                    Some(&line) => push(
                         Some(offset),
                         Some(r.number),
                         format!(
@@ -163,15 +273,18 @@ fn check_shard(entry: &ShardEntry, shard: &ShardRef, decode: bool) -> ShardCheck
                             line,
                             expect
                         ),
-                    )),
-                    None => bad.borrow_mut().push((
+                        None,
+                    ),
+                    None => push(
                         Some(offset),
                         Some(r.number),
                         "record missing from the index".into(),
-                    )),
+                        None,
+                    ),
                 }
             }
-            if let Err(reason) = check_payload(r.payload, decode) {
+            let (result, image) = check_payload(r.payload, labels, decode);
+            if let Err(reason) = result {
                 let reason = if lmdb {
                     let key = crate::shard::lmdb::record_key(r.number)
                         .map(|k| String::from_utf8_lossy(&k).into_owned())
@@ -180,14 +293,44 @@ fn check_shard(entry: &ShardEntry, shard: &ShardRef, decode: bool) -> ShardCheck
                 } else {
                     reason
                 };
-                bad.borrow_mut().push((r.offset, Some(r.number), reason));
+                push(r.offset, Some(r.number), reason, image);
             }
             Flow::Continue
         },
-        &mut |p: RecordProblem| bad.borrow_mut().push((p.offset, p.number, p.reason)),
+        &mut |p: RecordProblem| push(p.offset, p.number, p.reason, None),
     );
-    for (offset, record, reason) in bad.into_inner() {
-        check.problem(offset, record, reason);
+    for l in bad.into_inner() {
+        check.problem(l.offset, l.record, l.reason);
+        if let (Some(b), Some((name, id))) = (check.bad.last_mut(), l.image) {
+            b.file_name = Some(name);
+            b.image_id = Some(id);
+        }
+    }
+    // After the records: a problem with a record is named first, the whole-file evidence after.
+    match checksum_file(&shard.data_file()) {
+        Ok((sum, bytes)) => {
+            if sum != entry.info.checksum {
+                check.problem(
+                    None,
+                    None,
+                    format!(
+                        "checksum {sum} differs from the manifest's {}: the shard's bytes are not what convert wrote",
+                        entry.info.checksum
+                    ),
+                );
+            }
+            if bytes != entry.info.bytes {
+                check.problem(
+                    None,
+                    None,
+                    format!(
+                        "{bytes} bytes on disk, the manifest recorded {}",
+                        entry.info.bytes
+                    ),
+                );
+            }
+        }
+        Err(e) => check.problem(None, None, e.to_string()),
     }
     check.records_read = n;
     if let Some(idx) = &index {
@@ -208,34 +351,110 @@ fn read_index(p: &Path) -> Result<Vec<(u64, u64)>, String> {
         .and_then(|b| parse_index(&b, p).map_err(|e| e.to_string()))
 }
 
-/// Decode-level checks of one record: a parsable Example whose image decodes to the recorded
-/// size and hashes to the recorded sha256.
-fn check_payload(payload: &[u8], decode: bool) -> Result<(), String> {
-    let ex = Example::decode(payload).map_err(|e| format!("not a tf.train.Example: {e}"))?;
-    let encoded = ex
-        .get_bytes(keys::ENCODED)
-        .and_then(|v| v.first())
-        .ok_or("no image/encoded feature")?;
-    let sha = ex
-        .get_bytes(keys::SHA256)
-        .and_then(|v| v.first())
-        .ok_or("no image/key/sha256 feature")?;
-    use sha2::Digest;
-    if hex::encode(sha2::Sha256::digest(encoded.as_ref())).as_bytes() != sha.as_ref() {
-        return Err("image/encoded does not match image/key/sha256".into());
-    }
+/// The record's invariants ([`check_record`]) and, with `decode`, a full decode checked
+/// against the recorded size; with the record's image (file name, id) when it decodes.
+fn check_payload(
+    payload: &[u8],
+    labels: &LabelMap,
+    decode: bool,
+) -> (Result<(), String>, Option<(String, i64)>) {
+    let ex = match check_record(payload, labels) {
+        Ok(ex) => ex,
+        Err(reason) => {
+            let image = Example::decode(payload).ok().map(|e| record_identity(&e));
+            return (
+                Err(reason),
+                image.filter(|(n, id)| !n.is_empty() && *id >= 0),
+            );
+        }
+    };
+    let image = Some(record_identity(&ex));
     if decode {
-        let img = crate::image::decode_rgb8(encoded).map_err(|e| format!("image: {e}"))?;
+        let encoded = ex
+            .get_bytes(keys::ENCODED)
+            .and_then(|v| v.first())
+            .map(|v| v.as_ref())
+            .unwrap_or_default();
+        let img = match crate::image::decode_rgb8(encoded) {
+            Ok(img) => img,
+            Err(e) => return (Err(format!("image: {e}")), image),
+        };
         let h = ex.get_int64s(keys::HEIGHT).and_then(|v| v.first().copied());
         let w = ex.get_int64s(keys::WIDTH).and_then(|v| v.first().copied());
         if (w, h) != (Some(i64::from(img.width)), Some(i64::from(img.height))) {
-            return Err(format!(
-                "image decodes to {}x{} but the record says {:?}x{:?}",
-                img.width, img.height, w, h
-            ));
+            return (
+                Err(format!(
+                    "image decodes to {}x{} but the record says {:?}x{:?}",
+                    img.width, img.height, w, h
+                )),
+                image,
+            );
         }
     }
-    Ok(())
+    (Ok(()), image)
+}
+
+/// Names the image of every problem that has a record number but no image (the record could
+/// not be read): record `r` of shard `k` of a split is the `r`-th image of that shard's deal
+/// ([`crate::jobs::convert::shard_images`]) that was not skipped. Needs the split's annotation
+/// file as it was converted: it is read only when its SHA-256 still matches the manifest's.
+fn name_unreadable_records(
+    manifest: &Manifest,
+    shards: &[(usize, usize, &ShardEntry, ShardRef)],
+    checks: &mut [ShardCheck],
+) {
+    let wanted: HashSet<usize> = shards
+        .iter()
+        .zip(checks.iter())
+        .filter(|(_, c)| {
+            c.bad
+                .iter()
+                .any(|b| b.record.is_some() && b.file_name.is_none())
+        })
+        .map(|((si, ..), _)| *si)
+        .collect();
+    for si in wanted {
+        let split = &manifest.splits[si];
+        let Ok((ds, sha)) = load_coco_hashed(Path::new(&split.annotations)) else {
+            continue;
+        };
+        if sha != split.annotations_sha256 {
+            continue;
+        }
+        let n = split.shards.len();
+        for ((s_si, k, entry, _), check) in shards.iter().zip(checks.iter_mut()) {
+            if *s_si != si {
+                continue;
+            }
+            // Skipped images by (file name, id), each taken out once.
+            let mut skipped: HashMap<(&str, i64), usize> = HashMap::new();
+            for note in &entry.skipped {
+                *skipped
+                    .entry((note.file_name.as_str(), note.image_id))
+                    .or_default() += 1;
+            }
+            let records: Vec<&ImageEntry> = shard_images(ds.len(), n, *k)
+                .filter_map(|i| ds.images.get(i))
+                .filter(
+                    |img| match skipped.get_mut(&(img.file_name.as_str(), img.id)) {
+                        Some(left) if *left > 0 => {
+                            *left -= 1;
+                            false
+                        }
+                        _ => true,
+                    },
+                )
+                .collect();
+            for b in &mut check.bad {
+                if let (Some(r), None) = (b.record, &b.file_name) {
+                    if let Some(img) = records.get(r as usize) {
+                        b.file_name = Some(img.file_name.clone());
+                        b.image_id = Some(img.id);
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -358,9 +577,10 @@ mod tests {
         b[second as usize + 20] ^= 0x55; // inside record 1's payload
         std::fs::write(&p, b).unwrap();
         let bad = verify(d.path()).unwrap();
-        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad.len(), 2, "{bad:?}");
         assert_eq!((bad[0].offset, bad[0].record), (Some(second), Some(1)));
         assert!(bad[0].reason.contains("CRC"), "{}", bad[0].reason);
+        assert!(bad[1].reason.contains("checksum"), "{}", bad[1].reason);
     }
 
     #[test]

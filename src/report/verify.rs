@@ -38,6 +38,9 @@ impl VerifyReport {
             if let Some(r) = p.record {
                 let _ = write!(t, " (record {r})");
             }
+            if let (Some(name), Some(id)) = (&p.file_name, p.image_id) {
+                let _ = write!(t, " [{name}, id {id}]");
+            }
             let _ = writeln!(t, ": {}", p.reason);
         }
         let _ = writeln!(

@@ -105,6 +105,121 @@ impl OdRecord<'_> {
     }
 }
 
+/// The labels a record may carry: `image/object/class/label` → the class text it must come
+/// with (from the manifest's categories and label mode).
+pub type LabelMap = std::collections::HashMap<i64, String>;
+
+/// Checks the invariants every record dsprep writes holds, so a damaged or edited record names
+/// what is wrong: the image and its sha256, a positive width and height, a file name and a
+/// numeric source id, object lists of one length, boxes finite inside `[0, 1]` with
+/// `min <= max`, labels known to `labels` with their class text, `is_crowd` 0 or 1, areas
+/// finite and not negative. Returns the decoded record for further checks.
+pub fn check_record<'a>(payload: &'a [u8], labels: &LabelMap) -> Result<Example<'a>, String> {
+    use sha2::Digest;
+    let ex = Example::decode(payload).map_err(|e| format!("not a tf.train.Example: {e}"))?;
+    let one_bytes = |k: &str| -> Result<&[u8], String> {
+        match ex.get_bytes(k) {
+            Some([v]) => Ok(v.as_ref()),
+            Some(v) => Err(format!("{k} has {} values, expected 1", v.len())),
+            None => Err(format!("no {k} feature")),
+        }
+    };
+    let one_int = |k: &str| -> Result<i64, String> {
+        match ex.get_int64s(k) {
+            Some([v]) => Ok(*v),
+            Some(v) => Err(format!("{k} has {} values, expected 1", v.len())),
+            None => Err(format!("no {k} feature")),
+        }
+    };
+    let encoded = one_bytes(keys::ENCODED)?;
+    let sha = one_bytes(keys::SHA256)?;
+    if hex::encode(sha2::Sha256::digest(encoded)).as_bytes() != sha {
+        return Err("image/encoded does not match image/key/sha256".into());
+    }
+    for k in [keys::WIDTH, keys::HEIGHT] {
+        let v = one_int(k)?;
+        if v <= 0 {
+            return Err(format!("{k} is {v}"));
+        }
+    }
+    one_bytes(keys::FILENAME)?;
+    let id = one_bytes(keys::SOURCE_ID)?;
+    if std::str::from_utf8(id)
+        .ok()
+        .and_then(|t| t.parse::<i64>().ok())
+        .is_none()
+    {
+        return Err(format!(
+            "image/source_id is not a number ({} bytes)",
+            id.len()
+        ));
+    }
+    let floats = |k: &str| ex.get_floats(k).unwrap_or(&[]);
+    let (xmin, xmax, ymin, ymax) = (
+        floats(keys::XMIN),
+        floats(keys::XMAX),
+        floats(keys::YMIN),
+        floats(keys::YMAX),
+    );
+    let area = floats(keys::AREA);
+    let label = ex.get_int64s(keys::CLASS_LABEL).unwrap_or(&[]);
+    let crowd = ex.get_int64s(keys::IS_CROWD).unwrap_or(&[]);
+    let text = ex.get_bytes(keys::CLASS_TEXT).unwrap_or(&[]);
+    let n = xmin.len();
+    let lens = [
+        (keys::XMAX, xmax.len()),
+        (keys::YMIN, ymin.len()),
+        (keys::YMAX, ymax.len()),
+        (keys::AREA, area.len()),
+        (keys::CLASS_LABEL, label.len()),
+        (keys::IS_CROWD, crowd.len()),
+        (keys::CLASS_TEXT, text.len()),
+    ];
+    if let Some((k, len)) = lens.iter().find(|(_, len)| *len != n) {
+        return Err(format!("{k} has {len} values but {} has {n}", keys::XMIN));
+    }
+    for i in 0..n {
+        for (name, v) in [
+            ("xmin", xmin[i]),
+            ("xmax", xmax[i]),
+            ("ymin", ymin[i]),
+            ("ymax", ymax[i]),
+        ] {
+            if !(v.is_finite() && (0.0..=1.0).contains(&v)) {
+                return Err(format!("box {i}: {name} {v} is not inside [0, 1]"));
+            }
+        }
+        if xmin[i] > xmax[i] || ymin[i] > ymax[i] {
+            return Err(format!(
+                "box {i}: min above max (x {}..{}, y {}..{})",
+                xmin[i], xmax[i], ymin[i], ymax[i]
+            ));
+        }
+        match labels.get(&label[i]) {
+            None => {
+                return Err(format!(
+                    "box {i}: label {} is not in the label map",
+                    label[i]
+                ))
+            }
+            Some(name) if name.as_bytes() != text[i].as_ref() => {
+                return Err(format!(
+                    "box {i}: class text does not match label {} ({name:?})",
+                    label[i]
+                ))
+            }
+            Some(_) => {}
+        }
+        if !matches!(crowd[i], 0 | 1) {
+            return Err(format!("box {i}: is_crowd is {}", crowd[i]));
+        }
+        if !(area[i].is_finite() && area[i] >= 0.0) {
+            return Err(format!("box {i}: area {} is not a size", area[i]));
+        }
+    }
+    Ok(ex)
+}
+
 /// A record with its image replaced by a resized version of the same picture (presize of a
 /// shard folder): new `image/encoded`, `image/format`, width, height and sha256; areas scaled by
 /// `sx·sy` (the factors from stored to new pixels); normalised boxes, classes and everything

@@ -130,11 +130,15 @@ pub fn run(
         let outcomes: Vec<Result<Outcome, JobError>> = pool.install(|| {
             ds.images
                 .par_iter()
-                .map(|img| {
+                .enumerate()
+                .map(|(i, img)| {
                     if cancel.load(Ordering::Relaxed) {
                         return Ok(Outcome::Cancelled);
                     }
-                    let o = presize_one(spec, split, &out_images, img, &budget, resume);
+                    let o = match ds.duplicate(i) {
+                        Some(reason) => Ok(Outcome::Failed(reason.to_string())),
+                        None => presize_one(spec, split, &out_images, img, &budget, resume),
+                    };
                     match &o {
                         Ok(Outcome::Done { bytes_in, .. }) => progress.add(1, *bytes_in),
                         Ok(Outcome::Failed(_)) if spec.strict => {
@@ -249,10 +253,12 @@ fn account(
                     image_id: img.id,
                     reason: reason.clone(),
                 });
-                plans.insert(img.id, ImagePlan::Drop);
+                // A later duplicate of an id keeps the first entry's plan (the rewrite drops
+                // later entries of an id itself).
+                plans.entry(img.id).or_insert(ImagePlan::Drop);
             }
             Outcome::Cancelled => {
-                plans.insert(img.id, ImagePlan::Drop);
+                plans.entry(img.id).or_insert(ImagePlan::Drop);
             }
         }
     }

@@ -198,9 +198,9 @@ pub fn load_folder_manifest(dir: &Path) -> Result<Option<FolderManifest>, ShardE
             .map(|m| Some(FolderManifest::Presize(m)))
             .map_err(corrupt);
     }
-    serde_json::from_value(value)
-        .map(|m| Some(FolderManifest::Shards(m)))
-        .map_err(corrupt)
+    let m: Manifest = serde_json::from_value(value).map_err(corrupt)?;
+    m.check_version(&path)?;
+    Ok(Some(FolderManifest::Shards(m)))
 }
 
 impl Manifest {
@@ -260,13 +260,28 @@ impl Manifest {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(ShardError::Io { path, source }),
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| ShardError::Corrupt {
-                path,
-                offset: 0,
-                reason: format!("not a dsprep manifest: {e}"),
-            })
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|e| ShardError::Corrupt {
+            path: path.clone(),
+            offset: 0,
+            reason: format!("not a dsprep manifest: {e}"),
+        })?;
+        m.check_version(&path)?;
+        Ok(Some(m))
+    }
+
+    /// A manifest of another layout is not read as if it were this one.
+    fn check_version(&self, path: &Path) -> Result<(), ShardError> {
+        if self.format_version == MANIFEST_FORMAT_VERSION {
+            return Ok(());
+        }
+        Err(ShardError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: format!(
+                "manifest format_version {} (written by dsprep {}); this dsprep reads version {MANIFEST_FORMAT_VERSION}: use the dsprep that wrote it",
+                self.format_version, self.tool_version
+            ),
+        })
     }
 
     /// Write `dir/manifest.json` atomically (temp file + rename: a reader or a crashed process
