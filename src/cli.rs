@@ -92,6 +92,9 @@ pub struct ConvertArgs {
     /// power loss (a process crash or Ctrl-C is safe without it). Costs the disk's write speed.
     #[arg(long)]
     pub fsync: bool,
+    /// Largest image file read, e.g. 256MiB, 2GiB; larger files are skipped with the reason.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_image_bytes: String,
     #[command(flatten)]
     pub existing: ExistingOutput,
     #[command(flatten)]
@@ -179,6 +182,9 @@ pub struct PresizeArgs {
     /// a power loss (a process crash or Ctrl-C is safe without it).
     #[arg(long)]
     pub fsync: bool,
+    /// Largest image file read, e.g. 256MiB, 2GiB; larger files are reported as failed.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    pub max_image_bytes: String,
     #[command(flatten)]
     pub existing: ExistingOutput,
     #[command(flatten)]

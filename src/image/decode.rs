@@ -64,12 +64,30 @@ fn decode_with_orientation(bytes: &[u8]) -> Result<(RgbImage, Orientation), Imag
     match sniff(bytes) {
         ImageFormat::Jpeg => {
             let header = parse_jpeg_header(bytes)?;
+            check_declared_size(&header, bytes.len())?;
             let img = decode_jpeg(bytes, &header)?;
             Ok((img, header.orientation.unwrap_or(Orientation::Normal)))
         }
         ImageFormat::Unknown => Err(ImageError::not_an_image(bytes)),
         format => decode_other(bytes, format),
     }
+}
+
+/// What a JPEG header declares, checked against the file before any decode: the pixel limit,
+/// and at least one bit per 8×8 block (a complete baseline or progressive scan codes every
+/// block with at least one bit, so a file with fewer than `pixels / 512` bytes was cut short
+/// or crafted to make a decoder allocate and fill a huge image).
+pub fn check_declared_size(header: &JpegHeader, file_len: usize) -> Result<(), ImageError> {
+    check_size(header.width, header.height)?;
+    let pixels = u64::from(header.width) * u64::from(header.height);
+    let needed = pixels / 512;
+    if (file_len as u64) < needed {
+        return Err(ImageError::Truncated {
+            what: "fewer bytes than the declared size needs (at least one bit per 8x8 block)",
+            len: file_len,
+        });
+    }
+    Ok(())
 }
 
 pub(crate) fn check_size(width: u32, height: u32) -> Result<(), ImageError> {

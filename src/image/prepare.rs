@@ -108,6 +108,7 @@ pub fn prepare(bytes: &[u8], decode_check: bool) -> Result<Prepared<'_>, ImageEr
 
 fn prepare_jpeg(bytes: &[u8], decode_check: bool) -> Result<Prepared<'_>, ImageError> {
     let mut header = parse_jpeg_header(bytes)?;
+    super::decode::check_declared_size(&header, bytes.len())?;
     let orientation = header.orientation.filter(|&o| o != Orientation::Normal);
     let reason = if header.unusual_variant().is_some() {
         Some(ReencodeReason::UnsupportedJpegVariant)
@@ -396,10 +397,7 @@ mod tests {
     fn bad_files_have_precise_reasons() {
         let msg = |name: &str| prepare(&fixture(name), false).unwrap_err().to_string();
         assert_eq!(msg("empty.jpg"), "empty file");
-        assert_eq!(
-            msg("text.jpg"),
-            "not an image (starts with text \"this is not an i\"…)"
-        );
+        assert_eq!(msg("text.jpg"), "not an image (a text file (21 bytes))");
         let len = fixture("truncated.jpg").len();
         assert_eq!(
             msg("truncated.jpg"),

@@ -338,6 +338,7 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
     }
     // Up to the first scan only: the decoders check the rest (see `decode_scaled`).
     let header = parse_jpeg_header_until_scan(bytes)?;
+    super::decode::check_declared_size(&header, bytes.len())?;
     if needs_full_decode(&header) {
         return via_rgb(bytes, opts, Change::Converted);
     }

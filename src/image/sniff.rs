@@ -82,22 +82,31 @@ fn is_bmp(bytes: &[u8]) -> bool {
 /// messages: a known non-image kind when we can tell (HEIC from an iPhone, an HTML error page
 /// saved by a failed download, ...), else the first bytes as text or hex.
 pub fn describe_start(bytes: &[u8]) -> String {
-    const SHOW: usize = 16;
-    let head = &bytes[..bytes.len().min(SHOW)];
+    // Say what the file looks like, never what it contains: a file named like an image may be
+    // a key, a password list or a private document, and this text goes into manifests and
+    // reports that are shared.
+    const LOOK: usize = 512;
     if let Some(kind) = known_non_image(bytes) {
         return kind.to_string();
     }
-    let printable = !head.is_empty()
-        && head
-            .iter()
-            .all(|&b| b.is_ascii_graphic() || b == b' ' || b == b'\n' || b == b'\r' || b == b'\t');
-    if printable {
-        let text: String = head.iter().map(|&b| b as char).collect();
-        let more = if bytes.len() > SHOW { "…" } else { "" };
-        format!("starts with text {:?}{more}", text)
+    let head = &bytes[..bytes.len().min(LOOK)];
+    // UTF-8 (a character cut at the end of the window is fine) without control characters.
+    let valid = match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or("")
+        }
+        Err(_) => "",
+    };
+    let text = !valid.is_empty()
+        && valid.len() + 4 > head.len()
+        && valid
+            .chars()
+            .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'));
+    if text {
+        format!("a text file ({} bytes)", bytes.len())
     } else {
-        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("starts with bytes {}", hex.join(" "))
+        format!("binary data of no image format ({} bytes)", bytes.len())
     }
 }
 
@@ -171,13 +180,18 @@ mod tests {
     fn descriptions() {
         assert_eq!(
             describe_start(b"this is not an image\n"),
-            "starts with text \"this is not an i\"…"
+            "a text file (21 bytes)"
         );
-        assert_eq!(describe_start(b"abc"), "starts with text \"abc\"");
+        assert_eq!(
+            describe_start("gr\u{fc}n\n".as_bytes()),
+            "a text file (6 bytes)"
+        );
         assert_eq!(
             describe_start(&[0, 1, 2, 0xfe]),
-            "starts with bytes 00 01 02 fe"
+            "binary data of no image format (4 bytes)"
         );
+        // Never the content.
+        assert!(!describe_start(b"PASSWORD=hunter2").contains("hunter2"));
         assert!(describe_start(b"\0\0\0\x18ftypheic\0\0").contains("HEIC"));
         assert!(describe_start(b"  <!DOCTYPE html><html>").contains("HTML"));
         assert!(describe_start(b"%PDF-1.7").contains("PDF"));

@@ -9,6 +9,7 @@ use super::outdir::{OutputDir, OutputMode, LABEL_MAP_FILE};
 use super::record::{sample_to_record, ImageOutcome, JobContext};
 use super::shard_loop::{run_shards, still_intact, Cancel};
 use super::{pool, JobError, Progress};
+use crate::dataset::paths::Root;
 use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
 use crate::shard::atomic::write_atomic;
 use crate::shard::format::{shard_stem, ShardFormat};
@@ -53,6 +54,8 @@ pub struct ConvertSpec {
     pub durable: bool,
     pub output_mode: OutputMode,
     pub threads: usize,
+    /// Largest input file read; larger ones are skipped (named, with the reason).
+    pub max_image_bytes: u64,
 }
 
 /// What a convert run did.
@@ -145,6 +148,11 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
         })
         .collect();
     progress.total(datasets.iter().map(|d| d.0.len() as u64).sum());
+    let roots: Vec<Root> = spec
+        .splits
+        .iter()
+        .map(|s| Root::new(&s.images_dir))
+        .collect();
     let shared = Mutex::new(manifest);
     let finished = run_shards(
         &pool,
@@ -158,9 +166,10 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
             Some((e.clone(), ()))
         },
         |job, cancel| {
-            let (split, (ds, _)) = (&spec.splits[job.split], &datasets[job.split]);
+            let ds = &datasets[job.split].0;
             let ctx = JobContext {
-                images_dir: &split.images_dir,
+                images: &roots[job.split],
+                max_image_bytes: spec.max_image_bytes,
                 categories: &label_of,
                 decode_check: spec.decode_check,
                 presize: spec.presize,
@@ -344,12 +353,13 @@ fn shard_count(target: ShardTarget, split: &SplitSource, ds: &CocoDataset) -> us
     let wanted = match target {
         ShardTarget::Count(n) => n as usize,
         ShardTarget::Bytes(per_shard) => {
+            // Sizes of what will be read (names leaving the folder count as nothing).
+            let root = Root::new(&split.images_dir);
             let total: u64 = ds
                 .images
                 .iter()
-                .map(|im| {
-                    std::fs::metadata(split.images_dir.join(&im.file_name)).map_or(0, |m| m.len())
-                })
+                .filter_map(|im| root.resolve(&im.file_name).ok())
+                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
                 .sum();
             total.div_ceil(per_shard.max(1)) as usize
         }

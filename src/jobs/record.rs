@@ -5,7 +5,7 @@
 //! Pure per-image work, run in parallel; its result is appended to the shard in input order by
 //! the caller, so shard bytes never depend on scheduling.
 
-use crate::dataset::paths::join_inside;
+use crate::dataset::paths::Root;
 use crate::dataset::{normalize_box, BoxOutcome, ImageEntry, Sample};
 use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
 use crate::image::resize::Target;
@@ -17,20 +17,43 @@ use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::path::Path;
 
-/// Reads the input image `file_name` of the images folder `images_dir`. The error is the
-/// reason the image is skipped (the caller names the file): names that are absolute or climb
-/// out with `..` are refused, as is anything that is not a regular file.
-pub fn read_input(images_dir: &Path, file_name: &str) -> Result<Vec<u8>, String> {
-    let path = join_inside(images_dir, file_name).map_err(|e| e.to_string())?;
+/// Bytes read of one input image unless the run raises it (`--max-image-bytes`): far above
+/// any real photo, far below what a symbolic link to `/dev/zero` or a sparse file would make a
+/// run hold in memory.
+pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+/// Reads the input image `file_name` of the images folder `root`. The error is the reason the
+/// image is skipped (the caller names the file): names that leave the folder (absolute, `..`,
+/// symbolic links) are refused, as is anything that is not a regular file (a FIFO would block
+/// for ever, a device never end) and anything larger than `max_bytes`.
+pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let path = root.resolve(file_name).map_err(|e| e.to_string())?;
     match std::fs::metadata(&path) {
         Ok(m) if !m.is_file() => return Err("not a regular file".into()),
+        Ok(m) if m.len() > max_bytes => {
+            return Err(format!(
+                "file is {} bytes, over the {max_bytes}-byte limit per image (--max-image-bytes raises it)",
+                m.len()
+            ))
+        }
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("file not found".into()),
         Err(e) => return Err(format!("cannot read: {e}")),
     }
-    std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))
+    let file = std::fs::File::open(&path).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    // The file may grow between the size check and the read: never past the limit.
+    file.take(max_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!(
+            "file grew past the {max_bytes}-byte limit per image while it was read"
+        ));
+    }
+    Ok(bytes)
 }
 
 /// The pixel frame the annotations of `img` are in: the annotation file's width/height when
@@ -55,7 +78,9 @@ pub fn annotation_frame(
 
 /// Read-only context shared by all image jobs of a split.
 pub struct JobContext<'a> {
-    pub images_dir: &'a Path,
+    pub images: &'a Root,
+    /// Largest input file read (see [`DEFAULT_MAX_IMAGE_BYTES`]).
+    pub max_image_bytes: u64,
     /// COCO category id → (name, label written to the record).
     pub categories: &'a HashMap<i64, (String, i64)>,
     pub decode_check: bool,
@@ -120,7 +145,7 @@ fn note(sample: &Sample<'_>, reason: String) -> ImageNote {
 /// Turn one sample into a record. Never panics and never fails the run: problems become
 /// notes in the outcome.
 pub fn sample_to_record(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
-    let raw = match read_input(ctx.images_dir, &sample.image.file_name) {
+    let raw = match read_input(ctx.images, &sample.image.file_name, ctx.max_image_bytes) {
         Ok(b) => b,
         Err(reason) => return ImageOutcome::skip(&sample, 0, reason),
     };
@@ -285,16 +310,23 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.jpg"), b"jpeg").unwrap();
         std::fs::create_dir(d.path().join("dir.jpg")).unwrap();
-        assert_eq!(read_input(d.path(), "a.jpg").unwrap(), b"jpeg");
-        assert_eq!(read_input(d.path(), "b.jpg").unwrap_err(), "file not found");
+        let r = Root::new(d.path());
+        let max = DEFAULT_MAX_IMAGE_BYTES;
+        assert_eq!(read_input(&r, "a.jpg", max).unwrap(), b"jpeg");
+        assert_eq!(read_input(&r, "b.jpg", max).unwrap_err(), "file not found");
         assert_eq!(
-            read_input(d.path(), "dir.jpg").unwrap_err(),
+            read_input(&r, "dir.jpg", max).unwrap_err(),
             "not a regular file"
         );
-        assert!(read_input(d.path(), "../a.jpg").unwrap_err().contains(".."));
-        assert!(read_input(d.path(), "/etc/hostname")
+        assert!(read_input(&r, "../a.jpg", max).unwrap_err().contains(".."));
+        assert!(read_input(&r, "/etc/hostname", max)
             .unwrap_err()
             .contains("absolute"));
+        assert!(read_input(&r, "a.jpg", 3)
+            .unwrap_err()
+            .contains("over the 3-byte limit"));
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("zero.jpg")).unwrap();
+        assert!(read_input(&r, "zero.jpg", max).is_err());
     }
 
     #[test]

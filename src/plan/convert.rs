@@ -117,6 +117,7 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
             durable: args.fsync,
             output_mode,
             threads,
+            max_image_bytes: parse_size(&args.max_image_bytes)?,
         },
         quiet: args.run.quiet,
         json: args.run.json,

@@ -73,6 +73,7 @@ pub fn plan_presize(args: &PresizeArgs) -> Result<PresizePlan, PlanError> {
             threads: thread_count(args.run.threads)?,
             memory_budget: DEFAULT_MEMORY_BUDGET,
             durable: args.fsync,
+            max_image_bytes: super::convert::parse_size(&args.max_image_bytes)?,
         },
         quiet: args.run.quiet,
         json: args.run.json,

@@ -11,7 +11,7 @@
 //! manifest are written last: a manifest with `complete: true` means OUT is done.
 
 use super::{PresizeOutcome, PresizeSpec};
-use crate::dataset::paths::join_inside;
+use crate::dataset::paths::{join_inside, Root};
 use crate::dataset::rescale::{rewrite_coco_file, ImagePlan, ImageScale};
 use crate::dataset::{load_coco, ImageEntry, SplitSource};
 use crate::image::jpeg_header::parse_jpeg_header;
@@ -127,6 +127,7 @@ pub fn run(
         .zip(manifest.splits.iter_mut())
     {
         let out_images = out.join(img_rel);
+        let root = Root::new(&split.images_dir);
         let outcomes: Vec<Result<Outcome, JobError>> = pool.install(|| {
             ds.images
                 .par_iter()
@@ -137,7 +138,7 @@ pub fn run(
                     }
                     let o = match ds.duplicate(i) {
                         Some(reason) => Ok(Outcome::Failed(reason.to_string())),
-                        None => presize_one(spec, split, &out_images, img, &budget, resume),
+                        None => presize_one(spec, &root, &out_images, img, &budget, resume),
                     };
                     match &o {
                         Ok(Outcome::Done { bytes_in, .. }) => progress.add(1, *bytes_in),
@@ -269,7 +270,7 @@ fn account(
 /// image is an outcome; failing to write the output is an error that stops the run.
 fn presize_one(
     spec: &PresizeSpec,
-    split: &SplitSource,
+    root: &Root,
     out_images: &Path,
     img: &ImageEntry,
     budget: &Budget,
@@ -279,13 +280,14 @@ fn presize_one(
         Ok(p) => p,
         Err(e) => return Ok(Outcome::Failed(e.to_string())),
     };
-    let src_path = split.images_dir.join(&img.file_name);
     if resume && dst.is_file() {
-        if let Some(done) = resumed(&src_path, &dst) {
-            return Ok(done);
+        if let Ok(src_path) = root.resolve(&img.file_name) {
+            if let Some(done) = resumed(&src_path, &dst) {
+                return Ok(done);
+            }
         }
     }
-    let bytes = match read_input(&split.images_dir, &img.file_name) {
+    let bytes = match read_input(root, &img.file_name, spec.max_image_bytes) {
         Ok(b) => b,
         Err(reason) => return Ok(Outcome::Failed(reason)),
     };

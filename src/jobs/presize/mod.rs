@@ -40,6 +40,8 @@ pub struct PresizeSpec {
     pub memory_budget: u64,
     /// fsync finished shards and the final manifest (power-loss safe).
     pub durable: bool,
+    /// Largest input file read (COCO folders); larger ones are failures (named).
+    pub max_image_bytes: u64,
 }
 
 /// What a presize run did (COCO folder or shard folder).
