@@ -1992,7 +1992,6 @@ fn presize_duplicates_first_wins() {
 /// Required: the second run (started while the first holds OUT) fails at once saying another
 /// run holds it." The first run is made slow (many 1 MP images, `--decode-check`, `-j 1`).
 #[test]
-#[ignore = "issue 11: no lock on OUT: a second convert says 'not empty' (no flag) or clobbers the running one (--overwrite)"]
 fn second_run_on_a_busy_out_fails_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -2294,7 +2293,6 @@ fn presize_shards_reports_a_bad_record_and_goes_on() {
 /// README says NaN boxes are dropped and counted (required: those boxes dropped and counted as
 /// `invalid`)."
 #[test]
-#[ignore = "issue 11: an annotation file with NaN/Infinity tokens in a bbox fails to parse (exit 2)"]
 fn nan_and_infinity_tokens_are_dropped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");

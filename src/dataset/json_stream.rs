@@ -153,7 +153,12 @@ impl<R: Read> JsonStream<R> {
                 Some(Err(e)) if !self.eof && self.error_offset(&e) + 16 >= self.buf.len() => {
                     self.refill()?;
                 }
-                Some(Err(e)) => return Err(self.serde_error(&e)),
+                Some(Err(e)) => {
+                    let at = self.error_offset(&e);
+                    if !self.patch_non_finite(at) {
+                        return Err(self.serde_error(&e));
+                    }
+                }
                 None if !self.eof => {
                     self.refill()?;
                 }
@@ -163,6 +168,33 @@ impl<R: Read> JsonStream<R> {
                 }
             }
         }
+    }
+
+    /// Python's `json` writes `NaN`, `Infinity` and `-Infinity` for non-finite floats, which
+    /// JSON does not have. When the parse stopped at one of them (outside any string, or the
+    /// parser would not have stopped there), it becomes `null` in the buffer (padded with
+    /// spaces to keep positions; `NaN` grows by one byte) and the element is parsed again:
+    /// such a number is then an unusable value (a bbox with one is dropped and counted as
+    /// invalid) instead of a file that cannot be read.
+    fn patch_non_finite(&mut self, at: usize) -> bool {
+        // serde_json reports the error at (1-based) column of the token's first letter, which
+        // for `-Infinity` is the letter after the sign: look a little back.
+        for tok in [&b"-Infinity"[..], b"Infinity", b"NaN"] {
+            for start in (at.saturating_sub(3)..=at).rev() {
+                if self.buf.get(start..start + tok.len()) != Some(tok) {
+                    continue;
+                }
+                if tok.len() < 4 {
+                    self.buf.splice(start..start + tok.len(), *b"null");
+                } else {
+                    let slot = &mut self.buf[start..start + tok.len()];
+                    slot.fill(b' ');
+                    slot[..4].copy_from_slice(b"null");
+                }
+                return true;
+            }
+        }
+        false
     }
 
     /// True when only whitespace is left.
@@ -306,6 +338,24 @@ mod tests {
             let (m, _, _) = err("[1 2]", chunk);
             assert!(!m.is_empty());
         }
+    }
+
+    #[test]
+    fn python_non_finite_tokens_become_null_at_any_chunk_size() {
+        let doc = r#"[{"b": [1, NaN, 2, Infinity]}, {"b": [-Infinity, 3]}, {"s": "NaN Infinity"}]"#;
+        for chunk in [1, 2, 3, 7, 64] {
+            let v = array(doc, chunk).unwrap();
+            assert_eq!(
+                v[0]["b"],
+                serde_json::json!([1, null, 2, null]),
+                "chunk {chunk}"
+            );
+            assert_eq!(v[1]["b"], serde_json::json!([null, 3]), "chunk {chunk}");
+            assert_eq!(v[2]["s"], "NaN Infinity");
+        }
+        // Anything else that is not JSON still fails.
+        assert!(array(r#"[{"b": [Nan]}]"#, 64).is_err());
+        assert!(array(r#"[{"b": [Inf]}]"#, 64).is_err());
     }
 
     #[test]

@@ -62,6 +62,14 @@ pub fn output_mode(out: &Path, overwrite: bool, resume: bool) -> Result<OutputMo
     if out.exists() && !out.is_dir() {
         return Err(OutDirError::NotADir(out.to_path_buf()));
     }
+    // A folder another run is writing is refused as such, whatever the flags: its contents say
+    // nothing about what this run may do with them.
+    if out.is_dir() {
+        let probe = File::open(out).map_err(io_err(out))?;
+        if let Err(std::fs::TryLockError::WouldBlock) = probe.try_lock() {
+            return Err(OutDirError::Locked(out.to_path_buf()));
+        }
+    }
     let non_empty = out.is_dir()
         && std::fs::read_dir(out)
             .map_err(io_err(out))?
@@ -450,6 +458,9 @@ mod tests {
         let e = OutputDir::open(d.path(), OutputMode::Fresh).unwrap_err();
         assert!(matches!(e, OutDirError::Locked(_)), "{e}");
         assert!(e.to_string().contains("another dsprep run"));
+        // The plan sees it too, before any flag matters.
+        let e = output_mode(d.path(), true, false).unwrap_err();
+        assert!(matches!(e, OutDirError::Locked(_)), "{e}");
         drop(first);
         OutputDir::open(d.path(), OutputMode::Fresh).unwrap();
     }
