@@ -635,7 +635,6 @@ fn convert_overwrite_leaves_foreign_files() {
 /// Same rule for `presize` of a COCO folder: `--overwrite` removes the earlier run's whole
 /// image folder today, a file of the user's in it included.
 #[test]
-#[ignore = "issue 11: presize --overwrite removes the earlier output's whole image folder, foreign files in it included"]
 fn presize_coco_overwrite_leaves_foreign_files() {
     let tmp = tempfile::tempdir().unwrap();
     let (input, out) = (tmp.path().join("in"), tmp.path().join("out"));

@@ -154,10 +154,24 @@ impl OutputDir {
             OutputMode::Resume | OutputMode::Overwrite => load_folder_manifest(path)?,
         };
         let recorded = previous.as_ref().map(written_by).unwrap_or_default();
+        // Folders below OUT that held recorded files: what is left in them is named too.
+        let mut held: BTreeSet<PathBuf> = BTreeSet::new();
         if mode == OutputMode::Overwrite {
             for rel in &recorded {
-                remove_entry(&path.join(rel))?;
-                remove_entry(&format::partial_path(&path.join(rel)))?;
+                remove_inside(path, rel)?;
+                if let Some(name) = rel.file_name() {
+                    let mut partial = name.to_os_string();
+                    partial.push(PARTIAL_SUFFIX);
+                    remove_inside(path, &rel.with_file_name(partial))?;
+                }
+                if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    held.insert(parent.to_path_buf());
+                }
+            }
+            // Folders emptied by the removal go too, deepest first (a folder with anything
+            // left in it stays).
+            for dir in held.iter().rev() {
+                let _ = std::fs::remove_dir(path.join(dir));
             }
         }
         let top: BTreeSet<String> = recorded
@@ -178,9 +192,20 @@ impl OutputDir {
                 .is_some_and(|base| top.contains(base) || is_shard_name(base, &previous));
             if ours_partial {
                 remove_entry(&entry)?;
-            } else if mode == OutputMode::Overwrite {
+            } else if mode == OutputMode::Overwrite && !held.iter().any(|h| h.starts_with(&name)) {
                 left_alone.push(name);
             }
+        }
+        for dir in &held {
+            let Ok(rd) = std::fs::read_dir(path.join(dir)) else {
+                continue;
+            };
+            let mut inside: Vec<String> = rd
+                .filter_map(|e| e.ok())
+                .map(|e| dir.join(e.file_name()).display().to_string())
+                .collect();
+            inside.sort();
+            left_alone.extend(inside);
         }
         Ok(OutputDir {
             path: path.to_path_buf(),
@@ -233,7 +258,9 @@ fn written_by(m: &FolderManifest) -> Vec<PathBuf> {
         FolderManifest::Presize(m) => {
             for s in &m.splits {
                 out.push(s.annotations.clone());
-                out.push(s.images_dir.clone());
+                for name in &s.written {
+                    out.push(format!("{}/{name}", s.images_dir));
+                }
             }
         }
     }
@@ -269,6 +296,27 @@ fn is_shard_name(name: &str, previous: &Option<FolderManifest>) -> bool {
                 && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
         })
     })
+}
+
+/// Removes `root/rel` when every folder on the way is a real folder of OUT (a symbolic link on
+/// the way leads elsewhere: nothing there is ours to remove).
+fn remove_inside(root: &Path, rel: &Path) -> Result<(), OutDirError> {
+    let mut p = root.to_path_buf();
+    let parts: Vec<_> = rel.components().collect();
+    let Some((last, folders)) = parts.split_last() else {
+        return Ok(());
+    };
+    for c in folders {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&p)(e)),
+        }
+    }
+    p.push(last);
+    remove_entry(&p)
 }
 
 /// Removes a file, a folder (an LMDB shard, an image folder) or a symbolic link (as a link).

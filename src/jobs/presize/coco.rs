@@ -228,6 +228,7 @@ fn account(
                     None => entry.passed_through += 1,
                 }
                 entry.resumed += u64::from(*resumed);
+                entry.written.push(img.file_name.clone());
                 entry.bytes_in += bytes_in;
                 entry.bytes_out += bytes_out;
                 if *dct_denom > 0 {

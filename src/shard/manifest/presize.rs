@@ -58,6 +58,10 @@ pub struct PresizeSplit {
     pub annotation_counts: RescaleStats,
     /// How many images were decoded at 1/1, 1/2, 1/4, 1/8 scale.
     pub dct_scales: BTreeMap<String, u64>,
+    /// The image files this run wrote (relative to `images_dir`), in annotation-file order:
+    /// what `--overwrite` may remove.
+    #[serde(default)]
+    pub written: Vec<String>,
 }
 
 impl PresizeManifest {
