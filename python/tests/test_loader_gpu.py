@@ -50,12 +50,14 @@ def test_torch_tensors_on_the_device_equal_the_cpu_batch(shards):
 
 
 def test_stream_correctness_on_a_side_stream(shards):
-    ref = [b["images"].clone() for b in gpu(shards["tfrecord"], shuffle=False)]
+    # decoders="hw": each image always goes to the same decoder, so runs are bit-identical
+    # (with "both", timing decides which decoder takes an image; their pixels differ slightly).
+    ref = [b["images"].clone() for b in gpu(shards["tfrecord"], shuffle=False, decoders="hw")]
     torch.cuda.synchronize()
     s = torch.cuda.Stream()
     with torch.cuda.stream(s):
         big = torch.randn(4096, 4096, device="cuda")
-        for k, b in enumerate(gpu(shards["tfrecord"], shuffle=False)):
+        for k, b in enumerate(gpu(shards["tfrecord"], shuffle=False, decoders="hw")):
             for _ in range(8):
                 big = big @ big * 1e-4  # keep the side stream busy
             assert torch.equal(b["images"], ref[k])

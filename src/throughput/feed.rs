@@ -44,10 +44,6 @@ pub struct PlannedFeed<'a> {
     next: AtomicU64,
     /// Set to stop the pass early: no more batches are handed out and the run halts.
     pub stop: Arc<AtomicBool>,
-    /// Set while the consumer waits for a batch: only then do the CUDA decoders take images
-    /// the hardware engines could decode (a training step slower than the engines costs no
-    /// CPU cores on decoding).
-    pub hungry: Arc<AtomicBool>,
 }
 
 impl<'a> PlannedFeed<'a> {
@@ -56,7 +52,6 @@ impl<'a> PlannedFeed<'a> {
         shards: &'a [RandomShard],
         first: u64,
         stop: Arc<AtomicBool>,
-        hungry: Arc<AtomicBool>,
     ) -> Self {
         PlannedFeed {
             plan,
@@ -64,7 +59,6 @@ impl<'a> PlannedFeed<'a> {
             first,
             next: AtomicU64::new(first),
             stop,
-            hungry,
         }
     }
 

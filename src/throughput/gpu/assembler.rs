@@ -226,7 +226,10 @@ pub(super) fn assembler(
             return Ok(());
         }
         let t = Instant::now();
-        match rx.recv_timeout(Duration::from_millis(2)) {
+        let got = rx.recv_timeout(Duration::from_millis(2));
+        sh.starving
+            .store(matches!(got, Err(RecvTimeoutError::Timeout)), SeqCst);
+        match got {
             Ok(b) => match (sh.feed, outs) {
                 (Feed::Planned { deliver, .. }, Outputs::Ring(ring)) => {
                     let index = b.planned.as_ref().map_or(0, |p| p.0);

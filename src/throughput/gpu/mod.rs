@@ -204,6 +204,7 @@ impl Engine {
             errors: Mutex::new(Vec::new()),
             consumer_waits: AtomicU64::new(0),
             has_hw: self.decs.iter().any(|(_, r)| *r == Role::Hardware),
+            starving: AtomicBool::new(true),
         };
         let assembler_done = AtomicBool::new(false);
         let mut meter = Meter::start(cfg.interval_s, cfg.stop.budget_s(cfg.warmup_s));

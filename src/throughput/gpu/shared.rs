@@ -60,15 +60,21 @@ pub(super) struct Shared<'a> {
     pub consumer_waits: AtomicU64,
     /// A hardware decoder thread runs (else the CUDA decoders must take everything).
     pub has_hw: bool,
+    /// The assembler found no decoded batch the last time it looked: decoding is the
+    /// bottleneck, so the CUDA decoders should help the hardware engines.
+    pub starving: AtomicBool,
 }
 
 impl Shared<'_> {
-    /// Whether CUDA decoders may take hardware-eligible images now: always for shards, while
-    /// the consumer waits for a planned feed ([`PlannedFeed::hungry`]).
+    /// Whether CUDA decoders may take hardware-eligible images now: always for shards; for a
+    /// planned feed only while the assembler waits for decoded batches. A consumer slower than
+    /// the hardware engines (a training step) then costs no CPU cores on CUDA decoding; the
+    /// loader alone still gets both decoders. (Whether the consumer's thread waits says nothing
+    /// here: CUDA launches are asynchronous, so a GPU-bound loop waits for its next batch too.)
     pub fn may_steal(&self) -> bool {
         match self.feed {
             Feed::Shards => true,
-            Feed::Planned { feed, .. } => !self.has_hw || feed.hungry.load(SeqCst),
+            Feed::Planned { .. } => !self.has_hw || self.starving.load(SeqCst),
         }
     }
 

@@ -33,7 +33,6 @@ pub struct GpuEngine {
     done: Receiver<Result<RunResult, PipelineError>>,
     pub ring: Arc<OutputRing>,
     pub device: String,
-    pub hungry: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -53,8 +52,6 @@ impl GpuEngine {
         let (init_tx, init_rx) = channel();
         let (cmd_tx, cmd_rx) = channel::<Cmd>();
         let (done_tx, done_rx) = channel();
-        let hungry = Arc::new(AtomicBool::new(true));
-        let h = hungry.clone();
         let thread = std::thread::Builder::new()
             .name("loader-gpu".into())
             .spawn(move || {
@@ -74,7 +71,7 @@ impl GpuEngine {
                     stop,
                 }) = cmd_rx.recv()
                 {
-                    let feed = PlannedFeed::new(&*plan, &shards, first, stop, h.clone());
+                    let feed = PlannedFeed::new(&*plan, &shards, first, stop);
                     let planned = Feed::Planned {
                         feed: &feed,
                         deliver,
@@ -97,7 +94,6 @@ impl GpuEngine {
             done: done_rx,
             ring,
             device,
-            hungry,
             thread: Some(thread),
         })
     }

@@ -503,27 +503,11 @@ impl Loader {
         let mut full_since: Option<Instant> = None;
         loop {
             let got = match self.pass.as_ref().map(|p| &p.2) {
-                Some(Pass::Gpu(p)) => {
-                    let hungry = match &self.engine {
-                        Engine::Gpu(g) => Some(&g.hungry),
-                        Engine::Cpu { .. } => None,
-                    };
-                    match p.rx.try_recv() {
-                        Ok(d) => {
-                            hungry.inspect(|h| h.store(false, SeqCst));
-                            Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Device(d.images)))))
-                        }
-                        Err(std::sync::mpsc::TryRecvError::Disconnected) => Some(Ok(None)),
-                        Err(std::sync::mpsc::TryRecvError::Empty) => {
-                            hungry.inspect(|h| h.store(true, SeqCst));
-                            match p.rx.recv_timeout(Duration::from_millis(50)) {
-                                Ok(d) => Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Device(d.images))))),
-                                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Ok(None)),
-                                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
-                            }
-                        }
-                    }
-                }
+                Some(Pass::Gpu(p)) => match p.rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(d) => Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Device(d.images))))),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Ok(None)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                },
                 Some(Pass::Cpu(p)) => match p.rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(d) => Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Host(d.images))))),
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Ok(None)),
@@ -612,6 +596,10 @@ fn pipeline_config(o: &Options, shards: Vec<ShardRef>, ordinal: u32, cores: usiz
     c.stop = Stop::Epochs(1);
     c.warmup_s = 0.0;
     c.seed = o.seed;
+    // Random reads and a full Example parse per record: a third reader on big machines.
+    if cores >= 12 {
+        c.readers = 3;
+    }
     let mut g = GpuTuning::with_defaults(ordinal, cores, c.readers);
     g.decoders = o.decoders;
     if let Some(t) = o.threads {
