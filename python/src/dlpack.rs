@@ -148,7 +148,11 @@ pub fn into_capsule(py: Python<'_>, e: Export) -> PyResult<Py<PyAny>> {
     // SAFETY: the name is a static C string that outlives the capsule; the destructor matches
     // PyCapsule_Destructor's signature; the GIL is held (we have `py`).
     let cap = unsafe {
-        ffi::PyCapsule_New(raw.cast::<c_void>(), CAPSULE.as_ptr(), Some(capsule_destructor))
+        ffi::PyCapsule_New(
+            raw.cast::<c_void>(),
+            CAPSULE.as_ptr(),
+            Some(capsule_destructor),
+        )
     };
     if cap.is_null() {
         // SAFETY: the capsule was not made, so nobody else owns `raw`: free it here.

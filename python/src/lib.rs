@@ -39,7 +39,11 @@ struct Tensor {
 }
 
 enum Payload {
-    Images { images: Images, dtype: DType, shape: Vec<i64> },
+    Images {
+        images: Images,
+        dtype: DType,
+        shape: Vec<i64>,
+    },
     Bytes(Vec<u64>, usize),
 }
 
@@ -61,11 +65,15 @@ impl Tensor {
     ) -> PyResult<Py<PyAny>> {
         let _ = max_version;
         if copy == Some(true) {
-            return Err(PyBufferError::new_err("dsprep tensors are exported without copying"));
+            return Err(PyBufferError::new_err(
+                "dsprep tensors are exported without copying",
+            ));
         }
         if let Some(d) = dl_device {
             if d != (self.device_type, self.device_id) {
-                return Err(PyBufferError::new_err("dsprep cannot move a tensor to another device"));
+                return Err(PyBufferError::new_err(
+                    "dsprep cannot move a tensor to another device",
+                ));
             }
         }
         let payload = self
@@ -127,7 +135,8 @@ struct CoreLoader {
 }
 
 fn lock(l: &Mutex<Loader>) -> PyResult<std::sync::MutexGuard<'_, Loader>> {
-    l.lock().map_err(|_| PyRuntimeError::new_err("loader lock poisoned"))
+    l.lock()
+        .map_err(|_| PyRuntimeError::new_err("loader lock poisoned"))
 }
 
 #[pymethods]
@@ -250,9 +259,11 @@ impl CoreLoader {
         let (got, placement, dtype, side) = {
             let inner = &self.inner;
             py.detach(|| {
-                let mut l = inner.lock().map_err(|_| LoaderError::Pipeline(
-                    dsprep::throughput::PipelineError::Failed("loader lock poisoned".into()),
-                ))?;
+                let mut l = inner.lock().map_err(|_| {
+                    LoaderError::Pipeline(dsprep::throughput::PipelineError::Failed(
+                        "loader lock poisoned".into(),
+                    ))
+                })?;
                 let o = l.options().clone();
                 let b = l.next_batch()?;
                 Ok::<_, LoaderError>((b, l.placement.clone(), o.dtype, o.side))
@@ -268,7 +279,13 @@ impl CoreLoader {
             Images::Host(h) => (h.address(), h.buffer_id() as i64),
             Images::Device(d) => (d.address(), d.buffer_id() as i64),
         };
-        let n = b.meta.fields.first().and_then(|f| f.shape.first()).copied().unwrap_or(0);
+        let n = b
+            .meta
+            .fields
+            .first()
+            .and_then(|f| f.shape.first())
+            .copied()
+            .unwrap_or(0);
         let images = Tensor {
             inner: Mutex::new(Some(Payload::Images {
                 images: b.images,

@@ -399,7 +399,10 @@ mod tests {
         assert!(p.job.per_gpu.is_empty());
         // --split keeps the shards named `<split>-*` of a folder without a manifest.
         let d = tempfile::tempdir().unwrap();
-        for n in ["train-00000-of-00001.tfrecord", "val-00000-of-00001.tfrecord"] {
+        for n in [
+            "train-00000-of-00001.tfrecord",
+            "val-00000-of-00001.tfrecord",
+        ] {
             std::fs::write(d.path().join(n), b"").unwrap();
         }
         let p = plan_throughput(&args(&["--split", "val"], d.path()), 8).unwrap();

@@ -517,7 +517,9 @@ impl LmdbFile {
                 let off = nodes[i];
                 let ksize = usize::from(u16_at(&page, off + 6).unwrap_or(0));
                 page.get(off + NODE_HEADER..off + NODE_HEADER + ksize)
-                    .ok_or_else(|| self.err(pgno, format!("a key of page {pgno} runs past the page")))
+                    .ok_or_else(|| {
+                        self.err(pgno, format!("a key of page {pgno} runs past the page"))
+                    })
             };
             if want == P_BRANCH {
                 // Child i holds the keys from key i (node 0's key is ignored: minus infinity)
@@ -572,13 +574,18 @@ impl LmdbFile {
         if flags & !F_BIGDATA != 0 {
             return Err(self.err(
                 pgno,
-                format!("node {i} of page {pgno} has flags {flags:#x} (sub-database or duplicates)"),
+                format!(
+                    "node {i} of page {pgno} has flags {flags:#x} (sub-database or duplicates)"
+                ),
             ));
         }
         out.clear();
         if flags & F_BIGDATA == 0 {
             let value = page.get(data_at..data_at + dsize).ok_or_else(|| {
-                self.err(pgno, format!("the value of node {i} of page {pgno} runs past the page"))
+                self.err(
+                    pgno,
+                    format!("the value of node {i} of page {pgno} runs past the page"),
+                )
             })?;
             out.extend_from_slice(value);
             return Ok(());
@@ -602,7 +609,10 @@ impl LmdbFile {
         let oflags = u16_at(&head, 10).unwrap_or(0);
         let pages = u64::from(u32_at(&head, 12).unwrap_or(0));
         if stored != ov || oflags & P_OVERFLOW == 0 {
-            return Err(self.err(ov, format!("page {ov} is not the overflow page a value points at")));
+            return Err(self.err(
+                ov,
+                format!("page {ov} is not the overflow page a value points at"),
+            ));
         }
         if pages == 0
             || ov.saturating_add(pages) > self.pages()
@@ -731,7 +741,10 @@ mod tests {
         let f = LmdbFile::open(&p).unwrap();
         let mut v = Vec::new();
         for (i, r) in recs.iter().enumerate() {
-            assert!(f.get_into(format!("{i:010}").as_bytes(), &mut v).unwrap(), "{i}");
+            assert!(
+                f.get_into(format!("{i:010}").as_bytes(), &mut v).unwrap(),
+                "{i}"
+            );
             assert_eq!(&v, r, "record {i}");
         }
         assert!(f.get_into(b"__len__", &mut v).unwrap());

@@ -53,7 +53,8 @@ impl RandomShard {
         };
         let kind = match shard.format {
             ShardFormat::Tfrecord => {
-                let file = File::open(&shard.path).map_err(|e| fail(format!("cannot open: {e}")))?;
+                let file =
+                    File::open(&shard.path).map_err(|e| fail(format!("cannot open: {e}")))?;
                 let entries = match &shard.index {
                     Some(idx) => index::read_index(idx).map_err(|e| fail(e.to_string()))?,
                     None => walk_offsets(shard),
@@ -142,7 +143,10 @@ impl RandomShard {
                         "no key {} although __len__ is {records}",
                         String::from_utf8_lossy(&key)
                     )),
-                    Err(e) => Err(format!("damaged LMDB file at byte {}: {}", e.offset, e.reason)),
+                    Err(e) => Err(format!(
+                        "damaged LMDB file at byte {}: {}",
+                        e.offset, e.reason
+                    )),
                 }
             }
         }
@@ -177,7 +181,11 @@ mod tests {
 
     fn payloads(n: usize) -> Vec<Vec<u8>> {
         (0..n)
-            .map(|i| (0..(i * 131) % 7000 + 1).map(|j| (i * 7 + j) as u8).collect())
+            .map(|i| {
+                (0..(i * 131) % 7000 + 1)
+                    .map(|j| (i * 7 + j) as u8)
+                    .collect()
+            })
             .collect()
     }
 
@@ -258,7 +266,9 @@ mod tests {
             index: None,
         };
         let e = RandomShard::open(&s).err().unwrap();
-        assert!(e.to_string().starts_with("/nonexistent/x.tfrecord: cannot open"));
+        assert!(e
+            .to_string()
+            .starts_with("/nonexistent/x.tfrecord: cannot open"));
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("x.lmdb")).unwrap();
         std::fs::write(d.path().join("x.lmdb/data.mdb"), vec![3u8; 9000]).unwrap();

@@ -114,8 +114,12 @@ pub fn parse_record(payload: &[u8]) -> Result<(&[u8], Annotations), String> {
         width: u32::try_from(int(keys::WIDTH)).unwrap_or(0),
         height: u32::try_from(int(keys::HEIGHT)).unwrap_or(0),
         boxes: (0..n).map(|i| [x0[i], y0[i], x1[i], y1[i]]).collect(),
-        labels: (0..n).map(|i| labels.get(i).copied().unwrap_or(-1)).collect(),
-        is_crowd: (0..n).map(|i| crowd.get(i).is_some_and(|&c| c != 0)).collect(),
+        labels: (0..n)
+            .map(|i| labels.get(i).copied().unwrap_or(-1))
+            .collect(),
+        is_crowd: (0..n)
+            .map(|i| crowd.get(i).is_some_and(|&c| c != 0))
+            .collect(),
     };
     Ok((jpeg, ann))
 }
@@ -163,7 +167,10 @@ mod tests {
     #[test]
     fn replacement_is_the_next_good_item() {
         assert_eq!(replacements(4, &[]), [Some(0), Some(1), Some(2), Some(3)]);
-        assert_eq!(replacements(4, &[1, 3]), [Some(0), Some(2), Some(2), Some(0)]);
+        assert_eq!(
+            replacements(4, &[1, 3]),
+            [Some(0), Some(2), Some(2), Some(0)]
+        );
         assert_eq!(replacements(2, &[0, 1]), [None, None]);
         assert_eq!(replacements(3, &[7]), [Some(0), Some(1), Some(2)]);
     }
@@ -192,7 +199,9 @@ mod tests {
         let bytes = bare.to_bytes();
         let (_, a) = parse_record(&bytes).unwrap();
         assert_eq!((a.image_id, a.boxes.len()), (-1, 0));
-        assert!(parse_record(b"\x0a\xff").unwrap_err().starts_with("bad tf.train.Example"));
+        assert!(parse_record(b"\x0a\xff")
+            .unwrap_err()
+            .starts_with("bad tf.train.Example"));
         assert_eq!(
             parse_record(&Example::new().to_bytes()).unwrap_err(),
             "record has no image/encoded"

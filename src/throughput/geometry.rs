@@ -96,11 +96,20 @@ mod tests {
         let g = Geometry::of(200, 100, 100, ResizeMode::Letterbox);
         assert_eq!(g.rect(), (0, 25, 100, 50));
         assert_eq!(g.scale(200, 100), (0.5, 0.5));
-        assert_eq!(g.place_box([0.1, 0.2, 0.5, 1.0], false), [10.0, 35.0, 50.0, 75.0]);
-        assert_eq!(g.place_box([0.1, 0.2, 0.5, 1.0], true), [50.0, 35.0, 90.0, 75.0]);
+        assert_eq!(
+            g.place_box([0.1, 0.2, 0.5, 1.0], false),
+            [10.0, 35.0, 50.0, 75.0]
+        );
+        assert_eq!(
+            g.place_box([0.1, 0.2, 0.5, 1.0], true),
+            [50.0, 35.0, 90.0, 75.0]
+        );
         let s = Geometry::of(200, 100, 64, ResizeMode::Stretch);
         assert_eq!(s.rect(), (0, 0, 64, 64));
         assert_eq!(s.scale(200, 100), (0.32, 0.64));
-        assert_eq!(s.place_box([0.0, 0.0, 1.0, 1.0], true), [0.0, 0.0, 64.0, 64.0]);
+        assert_eq!(
+            s.place_box([0.0, 0.0, 1.0, 1.0], true),
+            [0.0, 0.0, 64.0, 64.0]
+        );
     }
 }

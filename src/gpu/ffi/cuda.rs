@@ -385,14 +385,25 @@ unsafe impl Sync for Event {}
 
 impl Event {
     /// `timing`: false creates a cheaper event used only for ordering.
+    ///
+    /// Every event is created with `CU_EVENT_BLOCKING_SYNC`: a thread that waits for one
+    /// sleeps instead of spinning. The pipeline's threads wait on events all the time (slot
+    /// completion, pinned-buffer reads), and when the GPU is busy with a training step every
+    /// spinning waiter burned a core (10 cores for a 1.6k img/s training loop on an H200).
     pub fn new(timing: bool) -> Result<Self, GpuError> {
-        let flags = if timing {
-            sys::CUevent_flags::CU_EVENT_DEFAULT
-        } else {
-            sys::CUevent_flags::CU_EVENT_DISABLE_TIMING
-        };
-        let raw = result::event::create(flags).map_err(|e| cuda_err("cuEventCreate", e))?;
-        Ok(Self { raw })
+        const BLOCKING_SYNC: u32 = 0x1;
+        const DISABLE_TIMING: u32 = 0x2;
+        let flags = BLOCKING_SYNC | if timing { 0 } else { DISABLE_TIMING };
+        let mut raw = std::mem::MaybeUninit::<sys::CUevent>::uninit();
+        // SAFETY: cuEventCreate writes the new event's handle into `raw` on success, and the
+        // flags are a combination of the documented CUevent_flags bits.
+        unsafe { sys::cuEventCreate(raw.as_mut_ptr(), flags) }
+            .result()
+            .map_err(|e| cuda_err("cuEventCreate", e))?;
+        // SAFETY: initialised by the successful call above.
+        Ok(Self {
+            raw: unsafe { raw.assume_init() },
+        })
     }
     pub fn record(&self, stream: &CudaStream) -> Result<(), GpuError> {
         // SAFETY: both handles are live and belong to the current context.

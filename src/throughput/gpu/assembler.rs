@@ -227,8 +227,10 @@ pub(super) fn assembler(
         }
         let t = Instant::now();
         let got = rx.recv_timeout(Duration::from_millis(2));
-        sh.starving
-            .store(matches!(got, Err(RecvTimeoutError::Timeout)), SeqCst);
+        if matches!(got, Err(RecvTimeoutError::Timeout)) {
+            sh.starved_at_us
+                .store(sh.t0.elapsed().as_micros() as u64, SeqCst);
+        }
         match got {
             Ok(b) => match (sh.feed, outs) {
                 (Feed::Planned { deliver, .. }, Outputs::Ring(ring)) => {

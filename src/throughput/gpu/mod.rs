@@ -204,7 +204,8 @@ impl Engine {
             errors: Mutex::new(Vec::new()),
             consumer_waits: AtomicU64::new(0),
             has_hw: self.decs.iter().any(|(_, r)| *r == Role::Hardware),
-            starving: AtomicBool::new(true),
+            starved_at_us: AtomicU64::new(0),
+            t0: std::time::Instant::now(),
         };
         let assembler_done = AtomicBool::new(false);
         let mut meter = Meter::start(cfg.interval_s, cfg.stop.budget_s(cfg.warmup_s));

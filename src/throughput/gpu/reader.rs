@@ -96,10 +96,9 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), Pipelin
             }
             f.items.push(item);
         }
-        sh.counters.read_ns.fetch_add(
-            t0.elapsed().saturating_sub(wait).as_nanos() as u64,
-            SeqCst,
-        );
+        sh.counters
+            .read_ns
+            .fetch_add(t0.elapsed().saturating_sub(wait).as_nanos() as u64, SeqCst);
         submit_planned(sh, f, index, infos, early)?;
     }
     Ok(())

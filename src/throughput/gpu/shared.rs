@@ -17,6 +17,9 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+/// How long after the assembler last waited for a decoded batch the CUDA decoders keep helping.
+const STARVED_US: u64 = 100_000;
+
 /// How long any thread waits before looking at the flags again.
 pub(super) const WAIT: Duration = Duration::from_millis(20);
 
@@ -60,9 +63,11 @@ pub(super) struct Shared<'a> {
     pub consumer_waits: AtomicU64,
     /// A hardware decoder thread runs (else the CUDA decoders must take everything).
     pub has_hw: bool,
-    /// The assembler found no decoded batch the last time it looked: decoding is the
-    /// bottleneck, so the CUDA decoders should help the hardware engines.
-    pub starving: AtomicBool,
+    /// Microseconds since the run's start when the assembler last waited for a decoded batch:
+    /// while that is recent, decoding is the bottleneck and the CUDA decoders help the
+    /// hardware engines.
+    pub starved_at_us: AtomicU64,
+    pub t0: Instant,
 }
 
 impl Shared<'_> {
@@ -74,7 +79,10 @@ impl Shared<'_> {
     pub fn may_steal(&self) -> bool {
         match self.feed {
             Feed::Shards => true,
-            Feed::Planned { .. } => !self.has_hw || self.starving.load(SeqCst),
+            Feed::Planned { .. } => {
+                let now = self.t0.elapsed().as_micros() as u64;
+                !self.has_hw || now.saturating_sub(self.starved_at_us.load(SeqCst)) < STARVED_US
+            }
         }
     }
 

@@ -97,8 +97,18 @@ pub fn build_meta<I>(
     max_boxes: Option<usize>,
 ) -> Meta {
     let b = d.items.len();
-    let shown = |i: usize| -> Option<&ItemInfo> { d.source.get(i).copied().flatten().and_then(|j| d.items.get(j)) };
-    let most = (0..b).filter_map(shown).map(|it| it.ann.boxes.len()).max().unwrap_or(0);
+    let shown = |i: usize| -> Option<&ItemInfo> {
+        d.source
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|j| d.items.get(j))
+    };
+    let most = (0..b)
+        .filter_map(shown)
+        .map(|it| it.ann.boxes.len())
+        .max()
+        .unwrap_or(0);
     let n = max_boxes.unwrap_or(most);
     let mut boxes = vec![0f32; b * n * 4];
     let mut labels = vec![-1i64; b * n];
@@ -197,7 +207,12 @@ mod tests {
     #[test]
     fn dense_boxes_padding_replacement_and_max_boxes() {
         let items = vec![
-            item(1, vec![[0.1, 0.2, 0.5, 1.0], [0.0, 0.0, 1.0, 1.0]], false, false),
+            item(
+                1,
+                vec![[0.1, 0.2, 0.5, 1.0], [0.0, 0.0, 1.0, 1.0]],
+                false,
+                false,
+            ),
             item(2, vec![[0.0, 0.0, 0.5, 0.5]], true, false),
             item(3, vec![], false, true),
         ];

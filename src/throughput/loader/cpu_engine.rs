@@ -56,7 +56,9 @@ pub fn start(
         .name("loader-cpu".into())
         .spawn(move || {
             for k in first..plan.batches() {
-                if s.load(SeqCst) || !one_batch(&cfg, &pool, &shards, &ring, &counters, &plan, k, &tx, &s) {
+                if s.load(SeqCst)
+                    || !one_batch(&cfg, &pool, &shards, &ring, &counters, &plan, k, &tx, &s)
+                {
                     break;
                 }
             }

@@ -29,7 +29,9 @@ use self::plan::{EpochPlan, PlanSpec};
 use crate::gpu::ffi::cuda::device_allocations;
 use crate::shard::format::ShardRef;
 use crate::shard::random::RandomShard;
-use crate::throughput::config::{default_cuda_workers, DecoderSet, GpuTuning, PipelineConfig, Stop};
+use crate::throughput::config::{
+    default_cuda_workers, DecoderSet, GpuTuning, PipelineConfig, Stop,
+};
 use crate::throughput::device::{select_with, DeviceError};
 use crate::throughput::feed::Delivered;
 use crate::throughput::gpu::outputs::DeviceLease;
@@ -154,9 +156,7 @@ pub struct Position {
 /// shards found there.
 fn split_names(dir: &std::path::Path) -> Result<Vec<String>, ArgError> {
     let bad = |why: String| ArgError { name: "path", why };
-    if let Some(m) =
-        crate::shard::manifest::Manifest::load(dir).map_err(|e| bad(e.to_string()))?
-    {
+    if let Some(m) = crate::shard::manifest::Manifest::load(dir).map_err(|e| bad(e.to_string()))? {
         return Ok(m.splits.iter().map(|s| s.name.clone()).collect());
     }
     let found = crate::shard::format::discover(dir).map_err(|e| bad(e.to_string()))?;
@@ -178,7 +178,10 @@ fn split_names(dir: &std::path::Path) -> Result<Vec<String>, ArgError> {
 impl Loader {
     /// Opens the shards, plans, picks the device and starts the engine. `env` reads the
     /// environment (torchrun and Slurm variables).
-    pub fn open(raw: &RawOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, LoaderError> {
+    pub fn open(
+        raw: &RawOptions,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, LoaderError> {
         let opts = raw.check()?;
         let rank = options::resolve_rank(raw.rank, raw.world_size, env)?;
         if !opts.path.is_dir() {
@@ -192,17 +195,32 @@ impl Loader {
         if opts.split.is_none() && names.len() > 1 {
             return Err(ArgError {
                 name: "split",
-                why: format!("{} holds several splits ({}): pick one", opts.path.display(), names.join(", ")),
+                why: format!(
+                    "{} holds several splits ({}): pick one",
+                    opts.path.display(),
+                    names.join(", ")
+                ),
             }
             .into());
         }
-        let refs = crate::shard::source::shards_in(&opts.path, opts.split.as_deref()).map_err(|e| ArgError {
-            name: if opts.split.is_some() { "split" } else { "path" },
-            why: e.to_string(),
-        })?;
+        let refs =
+            crate::shard::source::shards_in(&opts.path, opts.split.as_deref()).map_err(|e| {
+                ArgError {
+                    name: if opts.split.is_some() {
+                        "split"
+                    } else {
+                        "path"
+                    },
+                    why: e.to_string(),
+                }
+            })?;
         if refs.is_empty() {
             return Err(ArgError {
-                name: if opts.split.is_some() { "split" } else { "path" },
+                name: if opts.split.is_some() {
+                    "split"
+                } else {
+                    "path"
+                },
                 why: format!("no shards in {}", opts.path.display()),
             }
             .into());
@@ -233,7 +251,8 @@ impl Loader {
             DeviceRequest::Cuda(n) => (DeviceChoice::Gpu, n.unwrap_or(rank.local)),
             DeviceRequest::Cpu => (DeviceChoice::Cpu, 0),
         };
-        let (device, fallback) = select_with(choice, &[ordinal], |g| crate::gpu::device::probe(g).missing)?;
+        let (device, fallback) =
+            select_with(choice, &[ordinal], |g| crate::gpu::device::probe(g).missing)?;
         if let Some(f) = fallback {
             warnings.push(format!("no usable GPU, running on the CPU: {}", f.reason()));
         }
@@ -254,7 +273,9 @@ impl Loader {
                     .num_threads(threads)
                     .thread_name(|i| format!("loader-decode-{i}"))
                     .build()
-                    .map_err(|e| PipelineError::Failed(format!("cannot start the decode threads: {e}")))?;
+                    .map_err(|e| {
+                        PipelineError::Failed(format!("cannot start the decode threads: {e}"))
+                    })?;
                 let ring = HostRing::new(opts.dtype, per, 16);
                 let name = format!("CPU ({threads} decode threads)");
                 (
@@ -369,7 +390,11 @@ impl Loader {
         if p.batch > self.len() {
             return Err(ArgError {
                 name: "state_dict",
-                why: format!("position {} is past the {} batches of an epoch", p.batch, self.len()),
+                why: format!(
+                    "position {} is past the {} batches of an epoch",
+                    p.batch,
+                    self.len()
+                ),
             });
         }
         self.stop_pass();
@@ -417,10 +442,7 @@ impl Loader {
             self.stop_pass();
             return Ok(None);
         }
-        let stale = self
-            .pass
-            .as_ref()
-            .is_some_and(|(e, _, _)| *e != self.epoch);
+        let stale = self.pass.as_ref().is_some_and(|(e, _, _)| *e != self.epoch);
         if stale {
             self.stop_pass();
         }
@@ -504,12 +526,24 @@ impl Loader {
         loop {
             let got = match self.pass.as_ref().map(|p| &p.2) {
                 Some(Pass::Gpu(p)) => match p.rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(d) => Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Device(d.images))))),
+                    Ok(d) => Some(Ok(Some((
+                        d.index,
+                        d.items,
+                        d.failed,
+                        d.source,
+                        Images::Device(d.images),
+                    )))),
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Ok(None)),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                 },
                 Some(Pass::Cpu(p)) => match p.rx.recv_timeout(Duration::from_millis(50)) {
-                    Ok(d) => Some(Ok(Some((d.index, d.items, d.failed, d.source, Images::Host(d.images))))),
+                    Ok(d) => Some(Ok(Some((
+                        d.index,
+                        d.items,
+                        d.failed,
+                        d.source,
+                        Images::Host(d.images),
+                    )))),
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Some(Ok(None)),
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
                 },
@@ -557,7 +591,11 @@ impl Loader {
             device: self.device.clone(),
             batches: self.batches,
             images: self.images,
-            images_per_s: if secs > 0.0 { self.images as f64 / secs } else { 0.0 },
+            images_per_s: if secs > 0.0 {
+                self.images as f64 / secs
+            } else {
+                0.0
+            },
             by_hardware: c.by_hw.load(SeqCst),
             by_cuda: c.by_cuda.load(SeqCst),
             by_cpu: c.by_cpu.load(SeqCst),
@@ -584,7 +622,12 @@ impl Drop for Loader {
 }
 
 /// The pipeline configuration the engines run for the loader's options.
-fn pipeline_config(o: &Options, shards: Vec<ShardRef>, ordinal: u32, cores: usize) -> PipelineConfig {
+fn pipeline_config(
+    o: &Options,
+    shards: Vec<ShardRef>,
+    ordinal: u32,
+    cores: usize,
+) -> PipelineConfig {
     let mut c = PipelineConfig::with_defaults(o.path.clone(), shards, cores);
     c.batch = o.batch;
     c.side = o.side;

@@ -111,7 +111,10 @@ fn triple(name: &'static str, v: &[f64]) -> Result<[f32; 3], ArgError> {
     match v {
         [a, b, c] if v.iter().all(|x| x.is_finite()) => Ok([*a as f32, *b as f32, *c as f32]),
         [_, _, _] => Err(bad(name, "values must be finite numbers")),
-        _ => Err(bad(name, format!("needs 3 values (one per channel), got {}", v.len()))),
+        _ => Err(bad(
+            name,
+            format!("needs 3 values (one per channel), got {}", v.len()),
+        )),
     }
 }
 
@@ -135,10 +138,16 @@ impl RawOptions {
     /// Checks every argument.
     pub fn check(&self) -> Result<Options, ArgError> {
         if !(1..=65536).contains(&self.batch_size) {
-            return Err(bad("batch_size", format!("must be 1..65536, got {}", self.batch_size)));
+            return Err(bad(
+                "batch_size",
+                format!("must be 1..65536, got {}", self.batch_size),
+            ));
         }
         if !(8..=8192).contains(&self.size) {
-            return Err(bad("size", format!("must be 8..8192 pixels, got {}", self.size)));
+            return Err(bad(
+                "size",
+                format!("must be 8..8192 pixels, got {}", self.size),
+            ));
         }
         let resize = match self.resize.as_str() {
             "letterbox" => ResizeMode::Letterbox,
@@ -151,14 +160,20 @@ impl RawOptions {
             }
         };
         if !(0.0..=1.0).contains(&self.flip) {
-            return Err(bad("flip", format!("a probability in [0, 1], got {}", self.flip)));
+            return Err(bad(
+                "flip",
+                format!("a probability in [0, 1], got {}", self.flip),
+            ));
         }
         let hsv = match &self.hsv {
             None => None,
             Some(v) => {
                 let t = triple("hsv", v)?;
                 if t.iter().any(|g| !(0.0..=1.0).contains(g)) {
-                    return Err(bad("hsv", "gains must be in [0, 1] (YOLO's hsv_h, hsv_s, hsv_v)"));
+                    return Err(bad(
+                        "hsv",
+                        "gains must be in [0, 1] (YOLO's hsv_h, hsv_s, hsv_v)",
+                    ));
                 }
                 Some(t)
             }
@@ -260,17 +275,27 @@ pub fn resolve_rank(
     let (env_rank, env_world, env_local) = if env("WORLD_SIZE").is_some() {
         (num("RANK")?, num("WORLD_SIZE")?, num("LOCAL_RANK")?)
     } else if env("SLURM_NTASKS").is_some() {
-        (num("SLURM_PROCID")?, num("SLURM_NTASKS")?, num("SLURM_LOCALID")?)
+        (
+            num("SLURM_PROCID")?,
+            num("SLURM_NTASKS")?,
+            num("SLURM_LOCALID")?,
+        )
     } else {
         (None, None, None)
     };
     let world = world.or(env_world).unwrap_or(1);
     let rank = rank.or(env_rank).unwrap_or(0);
     if !(1..=1 << 20).contains(&world) {
-        return Err(bad("world_size", format!("must be at least 1, got {world}")));
+        return Err(bad(
+            "world_size",
+            format!("must be at least 1, got {world}"),
+        ));
     }
     if !(0..world).contains(&rank) {
-        return Err(bad("rank", format!("must be in 0..{world} (world_size), got {rank}")));
+        return Err(bad(
+            "rank",
+            format!("must be in 0..{world} (world_size), got {rank}"),
+        ));
     }
     let local = env_local.filter(|l| *l >= 0).unwrap_or(0);
     Ok(Rank {
@@ -287,7 +312,10 @@ mod tests {
     #[test]
     fn defaults_check_and_every_refusal_names_its_argument() {
         let o = RawOptions::defaults("d").check().unwrap();
-        assert_eq!((o.batch, o.side, o.resize, o.dtype), (256, 640, ResizeMode::Letterbox, DType::Fp16));
+        assert_eq!(
+            (o.batch, o.side, o.resize, o.dtype),
+            (256, 640, ResizeMode::Letterbox, DType::Fp16)
+        );
         assert_eq!((o.mean, o.std), ([0.0; 3], [255.0; 3]));
         let cases: Vec<(&str, Box<dyn Fn(&mut RawOptions)>)> = vec![
             ("batch_size", Box::new(|r| r.batch_size = 0)),
@@ -319,7 +347,14 @@ mod tests {
     #[test]
     fn rank_from_arguments_then_torchrun_then_slurm() {
         let none = |_: &str| None;
-        assert_eq!(resolve_rank(None, None, &none).unwrap(), Rank { rank: 0, world: 1, local: 0 });
+        assert_eq!(
+            resolve_rank(None, None, &none).unwrap(),
+            Rank {
+                rank: 0,
+                world: 1,
+                local: 0
+            }
+        );
         let torchrun = |v: &str| match v {
             "RANK" => Some("3".to_string()),
             "WORLD_SIZE" => Some("4".to_string()),
@@ -327,7 +362,14 @@ mod tests {
             "SLURM_NTASKS" => Some("8".to_string()),
             _ => None,
         };
-        assert_eq!(resolve_rank(None, None, &torchrun).unwrap(), Rank { rank: 3, world: 4, local: 1 });
+        assert_eq!(
+            resolve_rank(None, None, &torchrun).unwrap(),
+            Rank {
+                rank: 3,
+                world: 4,
+                local: 1
+            }
+        );
         assert_eq!(resolve_rank(Some(0), Some(2), &torchrun).unwrap().rank, 0);
         let slurm = |v: &str| match v {
             "SLURM_PROCID" => Some("5".to_string()),
@@ -335,10 +377,26 @@ mod tests {
             "SLURM_LOCALID" => Some("2".to_string()),
             _ => None,
         };
-        assert_eq!(resolve_rank(None, None, &slurm).unwrap(), Rank { rank: 5, world: 8, local: 2 });
-        assert_eq!(resolve_rank(Some(2), Some(2), &none).unwrap_err().name, "rank");
-        assert_eq!(resolve_rank(None, Some(0), &none).unwrap_err().name, "world_size");
+        assert_eq!(
+            resolve_rank(None, None, &slurm).unwrap(),
+            Rank {
+                rank: 5,
+                world: 8,
+                local: 2
+            }
+        );
+        assert_eq!(
+            resolve_rank(Some(2), Some(2), &none).unwrap_err().name,
+            "rank"
+        );
+        assert_eq!(
+            resolve_rank(None, Some(0), &none).unwrap_err().name,
+            "world_size"
+        );
         let junk = |v: &str| (v == "WORLD_SIZE").then(|| "many".to_string());
-        assert_eq!(resolve_rank(None, None, &junk).unwrap_err().name, "world_size");
+        assert_eq!(
+            resolve_rank(None, None, &junk).unwrap_err().name,
+            "world_size"
+        );
     }
 }

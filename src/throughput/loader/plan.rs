@@ -33,7 +33,11 @@ impl PlanSpec {
 
     /// Batches per epoch on every rank (`len(loader)`).
     pub fn batches(&self) -> u64 {
-        let (n, w, b) = (self.total(), u64::from(self.world.max(1)), self.batch.max(1) as u64);
+        let (n, w, b) = (
+            self.total(),
+            u64::from(self.world.max(1)),
+            self.batch.max(1) as u64,
+        );
         if self.drop_last {
             n / w / b
         } else {
@@ -189,7 +193,11 @@ mod tests {
                 })
                 .collect();
             assert!(lens.iter().all(|&l| l == lens[0]));
-            assert!(37 - seen.len() < (world * 4) as usize, "{world}: {}", seen.len());
+            assert!(
+                37 - seen.len() < (world * 4) as usize,
+                "{world}: {}",
+                seen.len()
+            );
             let mut seen = HashSet::new();
             for r in 0..world {
                 let p = EpochPlan::new(spec(records.clone(), 4, r, world, false), 3);
@@ -216,6 +224,14 @@ mod tests {
         assert!(all(&EpochPlan::new(s.clone(), 0)).iter().all(|i| !i.flip));
         s.shuffle = false;
         let p = EpochPlan::new(s, 0);
-        assert_eq!(p.batch(1)[0], PlannedItem { shard: 0, number: 10, flip: false, repeat: false });
+        assert_eq!(
+            p.batch(1)[0],
+            PlannedItem {
+                shard: 0,
+                number: 10,
+                flip: false,
+                repeat: false
+            }
+        );
     }
 }
