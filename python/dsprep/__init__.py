@@ -136,7 +136,10 @@ class Loader:
             out["images"] = torch.from_dlpack(images)
             raw = torch.from_dlpack(meta)
             if self._torch_device.type == "cuda":
-                raw = raw.to(self._torch_device, non_blocking=True)
+                # From pinned memory the copy is queued on the current stream without waiting
+                # for it; from pageable memory CUDA first waits for the stream's earlier work,
+                # which stalled the training loop once per batch (6 % of an H200's time).
+                raw = raw.pin_memory().to(self._torch_device, non_blocking=True)
             for name, dtype, shape, offset in fields:
                 dt = getattr(torch, dtype)
                 size = torch.empty((), dtype=dt).element_size()

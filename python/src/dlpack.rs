@@ -20,11 +20,9 @@ use std::ffi::{c_void, CStr};
 /// `kDLCPU`, `kDLCUDA`.
 pub const DEVICE_CPU: i32 = 1;
 pub const DEVICE_CUDA: i32 = 2;
-/// `kDLInt`, `kDLUInt`, `kDLFloat`, `kDLBool`.
-pub const CODE_INT: u8 = 0;
+/// `kDLUInt`, `kDLFloat` (the small tensors travel as bytes and are viewed on the Python side).
 pub const CODE_UINT: u8 = 1;
 pub const CODE_FLOAT: u8 = 2;
-pub const CODE_BOOL: u8 = 6;
 
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -5,7 +5,7 @@
 
 mod dlpack;
 
-use dlpack::{Export, CODE_BOOL, CODE_FLOAT, CODE_INT, CODE_UINT, DEVICE_CPU, DEVICE_CUDA};
+use dlpack::{Export, CODE_FLOAT, CODE_UINT, DEVICE_CPU, DEVICE_CUDA};
 use dsprep::throughput::config::DType;
 use dsprep::throughput::loader::batch::Elem;
 use dsprep::throughput::loader::options::RawOptions;
@@ -398,6 +398,5 @@ fn _dsprep(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreLoader>()?;
     m.add_class::<Tensor>()?;
     m.add("DsprepError", m.py().get_type::<DsprepError>())?;
-    let _ = (CODE_INT, CODE_BOOL);
     Ok(())
 }

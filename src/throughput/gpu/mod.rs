@@ -258,7 +258,7 @@ impl Engine {
                 std::thread::sleep(Duration::from_millis(50));
                 let t = meter.now();
                 let done = assembler_done.load(SeqCst);
-                let tick = meter.tick(t, &sh.counters, done, on_event);
+                let tick = meter.tick(t, sh.counters, done, on_event);
                 if tick.cut {
                     if let Ok((free, _)) = gpu.ctx.mem_get_info() {
                         min_free = min_free.min(free);

@@ -317,7 +317,8 @@ mod tests {
             (256, 640, ResizeMode::Letterbox, DType::Fp16)
         );
         assert_eq!((o.mean, o.std), ([0.0; 3], [255.0; 3]));
-        let cases: Vec<(&str, Box<dyn Fn(&mut RawOptions)>)> = vec![
+        type Edit = Box<dyn Fn(&mut RawOptions)>;
+        let cases: Vec<(&str, Edit)> = vec![
             ("batch_size", Box::new(|r| r.batch_size = 0)),
             ("size", Box::new(|r| r.size = 4)),
             ("resize", Box::new(|r| r.resize = "crop".into())),
