@@ -232,6 +232,9 @@ pub enum DecoderChoice {
 pub struct VerifyThroughputArgs {
     /// Folder written by `dsprep convert` (TFRecord or LMDB shards).
     pub dir: PathBuf,
+    /// Read only this split of a folder holding several (default: every shard).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Images per batch.
     #[arg(long, default_value_t = 256)]
     pub batch: u32,

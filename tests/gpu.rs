@@ -405,6 +405,8 @@ fn config(dir: &Path, stop: Stop, batch: usize) -> PipelineConfig {
         resize: ResizeMode::Letterbox,
         dtype: DType::Fp32,
         bgr: false,
+        mean: dsprep::throughput::preprocess::IMAGENET_MEAN,
+        std: dsprep::throughput::preprocess::IMAGENET_STD,
         decode_only: false,
         stop,
         warmup_s: 0.0,

@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this after fmt and clippy):
 #   1. Python venv for the compat tests (cached; tests/compat/venv.sh)
 #   2. cargo test --release          unit + integration tests (real binary on fixtures/)
-#   3. pytest tests/compat           TensorFlow, DALI and py-lmdb read what dsprep writes
+#   3. pytest python/tests           the Python loader (pip install ./python), CPU + NumPy
+#   4. pytest tests/compat           TensorFlow, DALI and py-lmdb read what dsprep writes
 # Usage: bash tests/run-all.sh     (DSPREP_NO_VENV=1 to use the current python3 as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,16 @@ if [ -z "${DSPREP_BIN:-}" ] && [ "$cargo_rc" -eq 0 ] && [ -x "$bin" ]; then
     export DSPREP_BIN
 fi
 
+# The Python loader (python/): built into the venv with pip (maturin; CI builds the extension
+# with the dev profile, a third of the release build's time) and tested on the CPU with NumPy.
+# DSPREP_NO_LOADER=1 skips it.
+loader_rc=0
+if [ "${DSPREP_NO_LOADER:-0}" != 1 ]; then
+    export MATURIN_PEP517_ARGS="${MATURIN_PEP517_ARGS:---profile dev}"
+    phase "pytest python/tests" bash -c 'python -m pip install --quiet ./python &&
+        python -m pytest python/tests -q -p no:cacheprovider' || loader_rc=$?
+fi
+
 PYTEST_LOG="$(mktemp)"
 trap 'rm -f "$PYTEST_LOG"' EXIT
 pytest_rc=0
@@ -52,6 +63,10 @@ if [ -n "${DSPREP_CI_START:-}" ]; then
 fi
 # Keep pytest's summary the last line, where CI looks for it.
 tail -n 1 "$PYTEST_LOG"
+if [ "$loader_rc" -ne 0 ]; then
+    echo "FAILED: pytest python/tests exited $loader_rc"
+    [ "$cargo_rc" -eq 0 ] && cargo_rc=$loader_rc
+fi
 if [ "$cargo_rc" -ne 0 ]; then
     echo "FAILED: cargo test --release exited $cargo_rc"
     exit "$cargo_rc"

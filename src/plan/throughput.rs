@@ -122,7 +122,7 @@ pub fn plan_throughput(
     if gpus.is_empty() {
         gpus.push(0);
     }
-    let shards = crate::shard::source::shards_in(&a.dir, None).map_err(|source| {
+    let shards = crate::shard::source::shards_in(&a.dir, a.split.as_deref()).map_err(|source| {
         ThroughputPlanError::Shards {
             dir: a.dir.clone(),
             source,
@@ -397,6 +397,17 @@ mod tests {
         assert!(e.to_string().contains("2 GPUs but only 1 shard(s)"), "{e}");
         let p = plan_throughput(&args(&[], one.path()), 8).unwrap();
         assert!(p.job.per_gpu.is_empty());
+        // --split keeps the shards named `<split>-*` of a folder without a manifest.
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "train-00000-of-00001.tfrecord",
+            "val-00000-of-00001.tfrecord",
+        ] {
+            std::fs::write(d.path().join(n), b"").unwrap();
+        }
+        let p = plan_throughput(&args(&["--split", "val"], d.path()), 8).unwrap();
+        let names: Vec<String> = p.job.config.shards.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["val-00000-of-00001.tfrecord"]);
         assert_eq!(p.job.ordinals(), [0]);
     }
 

@@ -500,6 +500,8 @@ mod tests {
             resize: ResizeMode::Stretch,
             dtype: DType::Fp32,
             bgr: false,
+            mean: crate::throughput::preprocess::IMAGENET_MEAN,
+            std: crate::throughput::preprocess::IMAGENET_STD,
             decode_only: false,
             stop: Stop::Seconds(2.0),
             warmup_s: 1.0,

@@ -485,6 +485,151 @@ impl LmdbFile {
     }
 }
 
+/// Random access (the loader's shuffled reads): one key looked up by descending the tree, with
+/// the same checks on every page it touches as [`LmdbFile::for_each`].
+impl LmdbFile {
+    /// The value stored under `key` (copied into `out`), `Ok(false)` when there is none. Reads
+    /// `depth` pages plus the value's own pages.
+    pub fn get_into(&self, key: &[u8], out: &mut Vec<u8>) -> Result<bool, LmdbReadError> {
+        if self.meta.root == P_INVALID {
+            return Ok(false);
+        }
+        let depth = usize::from(self.meta.depth);
+        if depth == 0 || depth > MAX_DEPTH {
+            return Err(self.err(0, format!("tree depth {depth}")));
+        }
+        let mut pgno = self.meta.root;
+        let mut page = Vec::new();
+        for level in 1..=depth {
+            let flags = self.read_page(pgno, &mut page)?;
+            let want = if level == depth { P_LEAF } else { P_BRANCH };
+            if flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META) != want {
+                return Err(self.err(
+                    pgno,
+                    format!("page {pgno} at level {level} of {depth} has flags {flags:#x}"),
+                ));
+            }
+            let nodes = self.node_offsets(pgno, &page)?;
+            if nodes.is_empty() {
+                return Err(self.err(pgno, format!("page {pgno} has no entries")));
+            }
+            let key_of = |i: usize| -> Result<&[u8], LmdbReadError> {
+                let off = nodes[i];
+                let ksize = usize::from(u16_at(&page, off + 6).unwrap_or(0));
+                page.get(off + NODE_HEADER..off + NODE_HEADER + ksize)
+                    .ok_or_else(|| {
+                        self.err(pgno, format!("a key of page {pgno} runs past the page"))
+                    })
+            };
+            if want == P_BRANCH {
+                // Child i holds the keys from key i (node 0's key is ignored: minus infinity)
+                // up to key i+1: take the last node whose key is <= `key`.
+                let (mut lo, mut hi) = (1usize, nodes.len());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    if key_of(mid)? <= key {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let node = &page[nodes[lo - 1]..nodes[lo - 1] + NODE_HEADER];
+                let w = |at| u64::from(u16_at(node, at).unwrap_or(0));
+                pgno = w(0) | (w(2) << 16) | (w(4) << 32);
+                continue;
+            }
+            let (mut lo, mut hi) = (0usize, nodes.len());
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                match key_of(mid)?.cmp(key) {
+                    std::cmp::Ordering::Less => lo = mid + 1,
+                    std::cmp::Ordering::Greater => hi = mid,
+                    std::cmp::Ordering::Equal => {
+                        self.leaf_value_into(pgno, &page, mid, nodes[mid], out)?;
+                        return Ok(true);
+                    }
+                }
+            }
+            return Ok(false);
+        }
+        Ok(false)
+    }
+
+    /// The value of leaf node `i` (at `off`) of page `pgno`, inline or in its overflow run,
+    /// copied into `out`.
+    fn leaf_value_into(
+        &self,
+        pgno: u64,
+        page: &[u8],
+        i: usize,
+        off: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), LmdbReadError> {
+        let node = &page[off..off + NODE_HEADER];
+        let dsize = usize::from(u16_at(node, 0).unwrap_or(0))
+            | (usize::from(u16_at(node, 2).unwrap_or(0)) << 16);
+        let flags = u16_at(node, 4).unwrap_or(0);
+        let ksize = usize::from(u16_at(node, 6).unwrap_or(0));
+        let data_at = off + NODE_HEADER + ksize;
+        if flags & !F_BIGDATA != 0 {
+            return Err(self.err(
+                pgno,
+                format!(
+                    "node {i} of page {pgno} has flags {flags:#x} (sub-database or duplicates)"
+                ),
+            ));
+        }
+        out.clear();
+        if flags & F_BIGDATA == 0 {
+            let value = page.get(data_at..data_at + dsize).ok_or_else(|| {
+                self.err(
+                    pgno,
+                    format!("the value of node {i} of page {pgno} runs past the page"),
+                )
+            })?;
+            out.extend_from_slice(value);
+            return Ok(());
+        }
+        let ov = page
+            .get(data_at..data_at + 8)
+            .and_then(|b| u64_at(b, 0))
+            .ok_or_else(|| self.err(pgno, format!("node {i} of page {pgno} is cut short")))?;
+        let ps = self.meta.psize as u64;
+        if ov < 2 || ov >= self.pages() {
+            return Err(self.err(
+                pgno,
+                format!("node {i} of page {pgno} points at page {ov}, outside the file"),
+            ));
+        }
+        let mut head = [0u8; PAGE_HEADER];
+        self.file
+            .read_exact_at(&mut head, ov * ps)
+            .map_err(|e| self.err(ov, format!("read failed: {e}")))?;
+        let stored = u64_at(&head, 0).unwrap_or(0);
+        let oflags = u16_at(&head, 10).unwrap_or(0);
+        let pages = u64::from(u32_at(&head, 12).unwrap_or(0));
+        if stored != ov || oflags & P_OVERFLOW == 0 {
+            return Err(self.err(
+                ov,
+                format!("page {ov} is not the overflow page a value points at"),
+            ));
+        }
+        if pages == 0
+            || ov.saturating_add(pages) > self.pages()
+            || (dsize as u64) + PAGE_HEADER as u64 > pages * ps
+        {
+            return Err(self.err(
+                ov,
+                format!("overflow run of {pages} pages at page {ov} cannot hold {dsize} bytes inside the file"),
+            ));
+        }
+        out.resize(dsize, 0);
+        self.file
+            .read_exact_at(out, ov * ps + PAGE_HEADER as u64)
+            .map_err(|e| self.err(ov, format!("read failed: {e}")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,5 +733,37 @@ mod tests {
             e.to_string().contains("not a meta page") || e.to_string().contains("magic"),
             "{e}"
         );
+    }
+    #[test]
+    fn get_finds_every_key_and_only_those() {
+        let recs = records(700);
+        let (_d, p) = shard(&recs);
+        let f = LmdbFile::open(&p).unwrap();
+        let mut v = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            assert!(
+                f.get_into(format!("{i:010}").as_bytes(), &mut v).unwrap(),
+                "{i}"
+            );
+            assert_eq!(&v, r, "record {i}");
+        }
+        assert!(f.get_into(b"__len__", &mut v).unwrap());
+        assert_eq!(v, b"700");
+        for absent in [&b"0000000700"[..], b"", b"0", b"zzz", b"00000000005"] {
+            assert!(!f.get_into(absent, &mut v).unwrap(), "{absent:?}");
+        }
+        // Damaged files: an error or an answer, never a crash.
+        let good = std::fs::read(&p).unwrap();
+        let copy = _d.path().join("damaged.mdb");
+        for page in 0..good.len() / 4096 {
+            for at in [0usize, 10, 12, 16, 18, 24, 40, 4000] {
+                let mut b = good.clone();
+                b[page * 4096 + at] ^= 0x5A;
+                std::fs::write(&copy, &b).unwrap();
+                if let Ok(f) = LmdbFile::open(&copy) {
+                    let _ = f.get_into(b"0000000350", &mut v);
+                }
+            }
+        }
     }
 }

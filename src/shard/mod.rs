@@ -11,6 +11,7 @@ pub mod lmdb;
 pub mod lmdb_read;
 pub mod manifest;
 pub mod od_example;
+pub mod random;
 pub mod source;
 pub mod tfrecord;
 pub mod writer;

@@ -155,6 +155,10 @@ pub struct PipelineConfig {
     pub dtype: DType,
     /// Channel order BGR instead of RGB.
     pub bgr: bool,
+    /// Per-channel mean and standard deviation (0..255 units, RGB order, applied before a BGR
+    /// swap): out = (v − mean) / std.
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
     /// Decode only: no resize/normalise (measures the decoders alone).
     pub decode_only: bool,
     pub stop: Stop,
@@ -171,6 +175,11 @@ pub struct PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// The normalisation the kernel (and its CPU reference) applies.
+    pub fn normalize(&self) -> crate::throughput::preprocess::Normalize {
+        crate::throughput::preprocess::Normalize::new(self.mean, self.std, self.bgr)
+    }
+
     /// `verify-throughput`'s defaults (batch 256 of 640×640 fp32, stretch, 10 s after a 2 s
     /// warm-up, threads sized for `cores` cores) over `shards`.
     pub fn with_defaults(dir: PathBuf, shards: Vec<ShardRef>, cores: usize) -> Self {
@@ -184,6 +193,8 @@ impl PipelineConfig {
             resize: ResizeMode::Stretch,
             dtype: DType::Fp32,
             bgr: false,
+            mean: crate::throughput::preprocess::IMAGENET_MEAN,
+            std: crate::throughput::preprocess::IMAGENET_STD,
             decode_only: false,
             stop: Stop::Seconds(10.0),
             warmup_s: 2.0,

@@ -40,7 +40,7 @@ pub fn run(
     let schedule = Schedule::new(&cfg.shards, cfg.stop, cfg.seed);
     let (tx, rx) = mpsc::sync_channel::<Vec<Rec>>(2);
     let per_image = 3 * (cfg.side as usize).pow(2);
-    let norm = Normalize::imagenet(cfg.bgr);
+    let norm = cfg.normalize();
     let mut out = Tensor::new(cfg.dtype, cfg.batch * per_image);
     let mut meter = Meter::start(cfg.interval_s, cfg.stop.budget_s(cfg.warmup_s));
     let mut finished_at = 0.0;

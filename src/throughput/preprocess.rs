@@ -9,21 +9,10 @@
 use super::config::ResizeMode;
 pub use crate::gpu::ffi::preprocess::{ImageDesc, FLAG_EMPTY, FLAG_FLIP};
 
-/// Where a `w`×`h` image lands in the `side`×`side` output: (x0, y0, width, height).
-/// Stretch fills the square; letterbox keeps the aspect ratio (YOLO: r = min(S/w, S/h),
-/// size rounded, centred with the odd pixel on the right/bottom).
+/// Where a `w`×`h` image lands in the `side`×`side` output: (x0, y0, width, height); the rule
+/// is [`super::geometry::Geometry`]'s (YOLO's letterbox, rounding half to even).
 pub fn placement(w: u32, h: u32, side: u32, mode: ResizeMode) -> (i32, i32, i32, i32) {
-    let s = side as i32;
-    match mode {
-        ResizeMode::Stretch => (0, 0, s, s),
-        ResizeMode::Letterbox => {
-            let (wf, hf) = (w.max(1) as f64, h.max(1) as f64);
-            let r = (side as f64 / wf).min(side as f64 / hf);
-            let nw = ((wf * r).round() as i32).clamp(1, s);
-            let nh = ((hf * r).round() as i32).clamp(1, s);
-            ((s - nw) / 2, (s - nh) / 2, nw, nh)
-        }
-    }
+    super::geometry::Geometry::of(w, h, side, mode).rect()
 }
 
 /// Normalisation: out = (v - mean) * inv_std per channel, v in 0..255; `pad` is the raw value of
@@ -37,10 +26,8 @@ pub struct Normalize {
 }
 
 impl Normalize {
-    /// ImageNet mean/std (what torchvision-based detectors use), in 0..255 units.
-    pub fn imagenet(bgr: bool) -> Self {
-        let mean = [0.485f32 * 255.0, 0.456 * 255.0, 0.406 * 255.0];
-        let std = [0.229f32 * 255.0, 0.224 * 255.0, 0.225 * 255.0];
+    /// `mean` and `std` per input channel (RGB order, 0..255 units; applied before a BGR swap).
+    pub fn new(mean: [f32; 3], std: [f32; 3], bgr: bool) -> Self {
         Self {
             mean,
             inv_std: [1.0 / std[0], 1.0 / std[1], 1.0 / std[2]],
@@ -48,7 +35,16 @@ impl Normalize {
             bgr,
         }
     }
+
+    /// ImageNet mean/std (what torchvision-based detectors use), in 0..255 units.
+    pub fn imagenet(bgr: bool) -> Self {
+        Self::new(IMAGENET_MEAN, IMAGENET_STD, bgr)
+    }
 }
+
+/// ImageNet mean and standard deviation in 0..255 units (`verify-throughput`'s normalisation).
+pub const IMAGENET_MEAN: [f32; 3] = [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0];
+pub const IMAGENET_STD: [f32; 3] = [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0];
 
 #[inline]
 fn tri(x: f32) -> f32 {

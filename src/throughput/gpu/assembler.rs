@@ -4,18 +4,20 @@
 //! images listed, slot released) once its completion event has passed, at most three in flight.
 
 use super::batch::{Batch, Item};
-use super::shared::Shared;
+use super::outputs::{DeviceLease, OutputRing, Outputs};
+use super::shared::{Feed, Shared};
 use crate::gpu::ffi::cuda::DeviceBuffer;
 use crate::gpu::ffi::preprocess::{launch_preprocess, PreprocessParams};
 use crate::gpu::kernels::Kernels;
 use crate::gpu::GpuError;
 use crate::throughput::config::{DType, ResizeMode};
-use crate::throughput::preprocess::{describe, ImageDesc, Normalize, FLAG_EMPTY};
+use crate::throughput::feed::{replacements, Delivered};
+use crate::throughput::preprocess::{describe, ImageDesc, FLAG_EMPTY};
 use crate::throughput::read::BadRecord;
 use crate::throughput::PipelineError;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,15 +73,16 @@ fn retire(sh: &Shared<'_>, b: Arc<Batch>) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// Queues batch `b`'s kernel on `stream` (after the decoders' fences); `kernels` is `None` in
-/// decode-only runs (descriptors and events still go through, the kernel does not).
+/// Queues batch `b`'s kernel on `stream` (after the decoders' fences) into `out`; `kernels` is
+/// `None` in decode-only runs (descriptors and events still go through, the kernel does not).
+/// Failed items show the image of their replacement ([`replacements`]) in planned batches.
 fn launch(
     sh: &Shared<'_>,
     stream: &cudarc::driver::CudaStream,
     kernels: Option<&Kernels>,
-    outs: &[DeviceBuffer],
+    out: Option<&DeviceBuffer>,
     b: &Batch,
-) -> Result<(), PipelineError> {
+) -> Result<Vec<Option<usize>>, PipelineError> {
     let res = b.res()?;
     let slot = res.id;
     let mask = b.fence_mask.load(SeqCst);
@@ -95,22 +98,27 @@ fn launch(
         .lock()
         .map(|f| f.iter().map(|x| x.0).collect())
         .unwrap_or_default();
-    let descs = descriptors(&b.items, &failed, sh.cfg.side, sh.cfg.resize);
+    let mut descs = descriptors(&b.items, &failed, sh.cfg.side, sh.cfg.resize);
+    let source = replacements(b.items.len(), &failed);
+    if b.planned.is_some() {
+        for &i in &failed {
+            if let Some(Some(j)) = source.get(i) {
+                descs[i] = descs[*j];
+            }
+        }
+    }
     let mut staging = res
         .descs
         .lock()
         .map_err(|_| PipelineError::Failed("descriptor buffer lock poisoned".into()))?;
     staging.upload(&descs, stream)?;
     res.start.record(stream)?;
-    if let Some(k) = kernels {
-        let out = outs
-            .get((b.seq % outs.len().max(1) as u64) as usize)
-            .ok_or_else(|| GpuError::Invalid("no output tensor".into()))?;
+    if let (Some(k), Some(out)) = (kernels, out) {
         let kernel = match sh.cfg.dtype {
             DType::Fp32 => &k.preprocess_f32,
             DType::Fp16 => &k.preprocess_f16,
         };
-        let norm = Normalize::imagenet(sh.cfg.bgr);
+        let norm = sh.cfg.normalize();
         let params = PreprocessParams {
             side: sh.cfg.side,
             mean: norm.mean,
@@ -121,19 +129,88 @@ fn launch(
         launch_preprocess(kernel, stream, &res.arena, &staging, out, &params)?;
     }
     res.done.record(stream)?;
-    Ok(())
+    Ok(source)
+}
+
+/// Launches `b` into the alternating buffers (`verify-throughput`).
+fn launch_discarded(
+    sh: &Shared<'_>,
+    stream: &cudarc::driver::CudaStream,
+    kernels: Option<&Kernels>,
+    outs: &[DeviceBuffer],
+    b: &Batch,
+) -> Result<(), PipelineError> {
+    let out = outs.get((b.seq % outs.len().max(1) as u64) as usize);
+    if kernels.is_some() && out.is_none() {
+        return Err(GpuError::Invalid("no output tensor".into()).into());
+    }
+    launch(sh, stream, kernels, out, b).map(|_| ())
+}
+
+/// Launches planned batch `b` into a ring buffer and hands it to the consumer; `Ok(false)` when
+/// the run stopped or the consumer is gone.
+fn launch_delivered(
+    sh: &Shared<'_>,
+    stream: &cudarc::driver::CudaStream,
+    kernels: Option<&Kernels>,
+    ring: &Arc<OutputRing>,
+    deliver: &SyncSender<Delivered<DeviceLease>>,
+    b: &Batch,
+) -> Result<bool, PipelineError> {
+    let out = loop {
+        if sh.abort.load(SeqCst) || sh.schedule.halted() {
+            return Ok(false);
+        }
+        match ring.try_acquire()? {
+            Some(o) => break o,
+            None => {
+                sh.consumer_waits.fetch_add(1, SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    // The consumer's last use of this buffer (on its stream) comes before the new kernel.
+    out.released.wait_on(stream)?;
+    let source = launch(sh, stream, kernels, Some(&out.buf), b)?;
+    out.ready.record(stream)?;
+    let (index, items) = b.planned.clone().unwrap_or_default();
+    let failed = b.failures.lock().map(|f| f.clone()).unwrap_or_default();
+    let mut msg = Delivered {
+        index,
+        items,
+        failed,
+        source,
+        images: DeviceLease::new(out, ring.clone()),
+    };
+    loop {
+        match deliver.try_send(msg) {
+            Ok(()) => return Ok(true),
+            Err(TrySendError::Disconnected(_)) => return Ok(false),
+            Err(TrySendError::Full(m)) => {
+                if sh.abort.load(SeqCst) || sh.schedule.halted() {
+                    return Ok(false);
+                }
+                msg = m;
+                sh.consumer_waits.fetch_add(1, SeqCst);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
 }
 
 /// Runs until every submitted batch is retired after the readers are done, or the run stops.
+/// Planned batches are launched in plan order (decoding finishes them in any order).
 pub(super) fn assembler(
     sh: &Shared<'_>,
     kernels: Option<&Kernels>,
-    outs: &[DeviceBuffer],
+    outs: &Outputs,
     rx: Receiver<Arc<Batch>>,
 ) -> Result<(), PipelineError> {
     sh.gpu.bind()?;
     let stream = sh.gpu.new_stream()?;
     let mut inflight: VecDeque<Arc<Batch>> = VecDeque::new();
+    let mut waiting: BTreeMap<u64, Arc<Batch>> = BTreeMap::new();
+    let mut next_index: Option<u64> = None;
     let mut launched = 0u64;
     loop {
         while let Some(front) = inflight.front() {
@@ -149,15 +226,42 @@ pub(super) fn assembler(
             return Ok(());
         }
         let t = Instant::now();
-        match rx.recv_timeout(Duration::from_millis(2)) {
-            Ok(b) => {
-                launch(sh, &stream, kernels, outs, &b)?;
-                launched += 1;
-                inflight.push_back(b);
-            }
+        let got = rx.recv_timeout(Duration::from_millis(2));
+        if matches!(got, Err(RecvTimeoutError::Timeout)) {
+            sh.starved_at_us
+                .store(sh.t0.elapsed().as_micros() as u64, SeqCst);
+        }
+        match got {
+            Ok(b) => match (sh.feed, outs) {
+                (Feed::Planned { deliver, .. }, Outputs::Ring(ring)) => {
+                    let index = b.planned.as_ref().map_or(0, |p| p.0);
+                    next_index.get_or_insert(sh.first_planned());
+                    waiting.insert(index, b);
+                    while let Some(b) = next_index.and_then(|k| waiting.remove(&k)) {
+                        launched += 1;
+                        if !launch_delivered(sh, &stream, kernels, ring, deliver, &b)? {
+                            sh.halt();
+                        }
+                        next_index = next_index.map(|k| k + 1);
+                        inflight.push_back(b);
+                    }
+                }
+                (_, Outputs::Alternating(bufs)) => {
+                    launch_discarded(sh, &stream, kernels, bufs, &b)?;
+                    launched += 1;
+                    inflight.push_back(b);
+                }
+                (_, Outputs::Ring(_)) => {
+                    return Err(PipelineError::Failed(
+                        "an output ring needs a planned feed".into(),
+                    ))
+                }
+            },
             Err(RecvTimeoutError::Timeout) => {
                 crate::throughput::meter::add_since(&sh.counters.starved_ns, t);
-                if sh.readers_alive.load(SeqCst) == 0 && launched == sh.submitted.load(SeqCst) {
+                let submitted = sh.submitted.load(SeqCst);
+                let drained = launched == submitted || sh.schedule.halted();
+                if sh.readers_alive.load(SeqCst) == 0 && drained {
                     while let Some(b) = inflight.pop_front() {
                         retire(sh, b)?;
                     }

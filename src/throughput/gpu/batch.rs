@@ -9,6 +9,7 @@
 use super::slots::SlotRes;
 use crate::gpu::GpuError;
 use crate::throughput::config::DecoderSet;
+use crate::throughput::feed::ItemInfo;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::mpsc::Sender;
@@ -53,11 +54,20 @@ pub(super) struct Claim {
 
 impl Claim {
     /// Routes the images (`hw[i]`: image `i` is hardware-eligible): with the CUDA decoder alone,
-    /// every image is in `order` (CUDA workers steal all of it).
+    /// every image is in `order` (CUDA workers steal all of it). Tests; the readers use
+    /// [`Claim::route_some`].
+    #[cfg(test)]
     pub fn route(hw: impl IntoIterator<Item = bool>, decoders: DecoderSet) -> Self {
+        Self::route_some(hw.into_iter().map(Some), decoders)
+    }
+
+    /// [`Claim::route`] where `None` marks an image nobody decodes (a record that failed before
+    /// decoding: it is never claimed).
+    pub fn route_some(hw: impl IntoIterator<Item = Option<bool>>, decoders: DecoderSet) -> Self {
         let hw_possible = decoders != DecoderSet::CudaOnly;
         let (mut order, mut cuda_only) = (Vec::new(), Vec::new());
         for (i, hw_ok) in hw.into_iter().enumerate() {
+            let Some(hw_ok) = hw_ok else { continue };
             if (hw_possible && hw_ok) || decoders == DecoderSet::CudaOnly {
                 order.push(i);
             } else {
@@ -133,6 +143,8 @@ pub(super) struct Batch {
     /// Submission number (picks the output tensor, identifies the batch).
     pub seq: u64,
     pub pool: Sender<SlotRes>,
+    /// A planned batch (the loader): its number in the plan and what each item is.
+    pub planned: Option<(u64, Vec<ItemInfo>)>,
 }
 
 impl Batch {
@@ -186,6 +198,8 @@ mod tests {
         assert_eq!(Claim::route(hw, DecoderSet::HardwareOnly), c);
         let c = Claim::route(hw, DecoderSet::CudaOnly);
         assert_eq!((c.order, c.cuda_only), (vec![0, 1, 2, 3, 4], vec![]));
+        let c = Claim::route_some([Some(true), None, Some(false)], DecoderSet::Both);
+        assert_eq!((c.order, c.cuda_only), (vec![0], vec![2]));
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! ([`crate::throughput::frame`]), and the batch submitted to the decoders when it is full.
 
 use super::batch::{Batch, Claim, Item};
-use super::shared::Shared;
+use super::shared::{Feed, Shared};
 use super::slots::{Layout, SlotRes};
 use crate::gpu::GpuError;
 use crate::shard::source::Flow;
+use crate::throughput::feed::{parse_record, ItemInfo, PlannedFeed};
 use crate::throughput::frame::frame_of;
 use crate::throughput::read::{read_jpegs, BadRecord};
 use crate::throughput::PipelineError;
@@ -22,8 +23,105 @@ struct Filling {
     bytes: u64,
 }
 
-/// Reads until the schedule ends; the last partial batch is submitted unless the run stopped.
+/// Reads until the feed ends: whole shards from the schedule, or planned batches.
 pub(super) fn reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
+    match sh.feed {
+        Feed::Shards => shard_reader(sh),
+        Feed::Planned { feed, .. } => planned_reader(sh, feed),
+    }
+}
+
+/// Planned batches, each record read by random access with its annotations; a record that
+/// cannot be read, parsed or sized keeps its place in the batch, marked failed.
+fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), PipelineError> {
+    sh.gpu.bind()?;
+    let mut buf = Vec::new();
+    while !sh.schedule.halted() {
+        let Some((index, planned)) = feed.take() else {
+            break;
+        };
+        let t0 = Instant::now();
+        let Some(res) = sh.acquire_slot() else {
+            break;
+        };
+        let wait = t0.elapsed();
+        let mut f = Filling {
+            res,
+            items: Vec::with_capacity(planned.len()),
+            layout: Layout::default(),
+            bytes: 0,
+        };
+        let mut infos = Vec::with_capacity(planned.len());
+        let mut early = Vec::new();
+        for (i, p) in planned.iter().enumerate() {
+            let shard = feed.shards.get(p.shard as usize);
+            let offset = shard.map_or(p.number, |s| s.offset_of(p.number));
+            let got = match shard {
+                None => Err(format!("no shard {}", p.shard)),
+                Some(s) => s.read(p.number, &mut buf).and_then(|payload| {
+                    let (jpeg, ann) = parse_record(payload)?;
+                    let frame = frame_of(jpeg)?;
+                    Ok((jpeg, ann, frame))
+                }),
+            };
+            let mut item = Item {
+                jpeg_off: f.layout.host_len,
+                jpeg_len: 0,
+                width: 0,
+                height: 0,
+                arena_off: 0,
+                shard: p.shard,
+                offset,
+                flip: p.flip,
+                hw: false,
+            };
+            match got {
+                Ok((jpeg, ann, frame)) => {
+                    stage(&mut f, &mut item, jpeg, frame.width, frame.height)?;
+                    item.hw = frame.hardware;
+                    infos.push(ItemInfo {
+                        planned: *p,
+                        ann,
+                        frame: (frame.width, frame.height),
+                    });
+                }
+                Err(reason) => {
+                    early.push((i, reason));
+                    infos.push(ItemInfo {
+                        planned: *p,
+                        ann: Default::default(),
+                        frame: (0, 0),
+                    });
+                }
+            }
+            f.items.push(item);
+        }
+        sh.counters
+            .read_ns
+            .fetch_add(t0.elapsed().saturating_sub(wait).as_nanos() as u64, SeqCst);
+        submit_planned(sh, f, index, infos, early)?;
+    }
+    Ok(())
+}
+
+/// Copies `jpeg` into the filling slot's staging and places its decoded image in the arena.
+fn stage(f: &mut Filling, item: &mut Item, jpeg: &[u8], w: u32, h: u32) -> Result<(), GpuError> {
+    let len = jpeg.len();
+    let at = f.layout.host_len;
+    f.res.host.ensure(at + len, at)?;
+    f.res.host.as_mut_slice()?[at..at + len].copy_from_slice(jpeg);
+    let (jpeg_off, arena_off) = f.layout.place(len, w, h);
+    item.jpeg_off = jpeg_off;
+    item.jpeg_len = len;
+    item.arena_off = arena_off;
+    item.width = w;
+    item.height = h;
+    f.bytes += len as u64;
+    Ok(())
+}
+
+/// Whole shards from the schedule; the last partial batch is submitted unless the run stopped.
+fn shard_reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
     sh.gpu.bind()?;
     let mut buf = Vec::new();
     let mut cur: Option<Filling> = None;
@@ -132,21 +230,54 @@ pub(super) fn reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
 }
 
 /// Opens a filled batch to the decoders (the arena grown to fit it first).
-fn submit(sh: &Shared<'_>, mut f: Filling) -> Result<(), GpuError> {
+fn submit(sh: &Shared<'_>, f: Filling) -> Result<(), GpuError> {
+    submit_with(sh, f, None, Vec::new())
+}
+
+/// Opens planned batch `index`; items in `early` failed before decoding and are never claimed
+/// (a batch where every item failed goes straight to the assembler).
+fn submit_planned(
+    sh: &Shared<'_>,
+    f: Filling,
+    index: u64,
+    infos: Vec<ItemInfo>,
+    early: Vec<(usize, String)>,
+) -> Result<(), GpuError> {
+    submit_with(sh, f, Some((index, infos)), early)
+}
+
+fn submit_with(
+    sh: &Shared<'_>,
+    mut f: Filling,
+    planned: Option<(u64, Vec<ItemInfo>)>,
+    early: Vec<(usize, String)>,
+) -> Result<(), GpuError> {
     f.res.arena.ensure(f.layout.arena_len as usize)?;
-    let claim = Claim::route(f.items.iter().map(|it| it.hw), sh.cfg.gpu.decoders);
+    let decode: Vec<Option<bool>> = f
+        .items
+        .iter()
+        .enumerate()
+        .map(|(i, it)| (!early.iter().any(|e| e.0 == i)).then_some(it.hw))
+        .collect();
+    let claim = Claim::route_some(decode, sh.cfg.gpu.decoders);
+    let all_failed = early.len() >= f.items.len();
     let batch = Arc::new(Batch {
         res: Some(f.res),
         items: f.items,
         claim: Mutex::new(claim),
-        finished: AtomicUsize::new(0),
+        finished: AtomicUsize::new(early.len()),
         fence_mask: AtomicU64::new(0),
-        failures: Mutex::new(Vec::new()),
+        failures: Mutex::new(early),
         bytes: f.bytes,
         seq: sh.seq.fetch_add(1, SeqCst),
         pool: sh.pool_tx.clone(),
+        planned,
     });
     sh.submitted.fetch_add(1, SeqCst);
+    if all_failed {
+        let _ = sh.complete_tx.send(batch);
+        return Ok(());
+    }
     if let Ok(mut o) = sh.open.lock() {
         o.push_back(batch);
     }

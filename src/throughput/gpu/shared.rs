@@ -3,32 +3,49 @@
 //! instead of hanging them.
 
 use super::batch::Batch;
+use super::outputs::DeviceLease;
 use super::slots::SlotRes;
 use crate::gpu::device::Gpu;
 use crate::throughput::config::PipelineConfig;
 use crate::throughput::decoders::Fences;
+use crate::throughput::feed::{Delivered, PlannedFeed};
 use crate::throughput::meter::{add_since, BadList, Counters};
 use crate::throughput::schedule::Schedule;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// How long after the assembler last waited for a decoded batch the CUDA decoders keep helping.
+const STARVED_US: u64 = 100_000;
 
 /// How long any thread waits before looking at the flags again.
 pub(super) const WAIT: Duration = Duration::from_millis(20);
 
+/// What the readers read and where finished batches go.
+pub enum Feed<'a> {
+    /// Whole shards in schedule order; tensors are thrown away (`verify-throughput`).
+    Shards,
+    /// Planned batches, delivered in plan order to a consumer (the loader).
+    Planned {
+        feed: &'a PlannedFeed<'a>,
+        deliver: SyncSender<Delivered<DeviceLease>>,
+    },
+}
+
 pub(super) struct Shared<'a> {
     pub cfg: &'a PipelineConfig,
     pub gpu: &'a Gpu,
+    pub feed: &'a Feed<'a>,
     pub schedule: Schedule<'a>,
     /// Submitted batches with images still to claim or finish, oldest first.
     pub open: Mutex<VecDeque<Arc<Batch>>>,
     pub open_cv: Condvar,
     /// Fully decoded batches, to the assembler.
     pub complete_tx: Sender<Arc<Batch>>,
-    pub pool_tx: Sender<SlotRes>,
-    pub pool_rx: Mutex<Receiver<SlotRes>>,
+    pub pool_tx: &'a Sender<SlotRes>,
+    pub pool_rx: &'a Mutex<Receiver<SlotRes>>,
     /// Set by [`Shared::fail`]: everyone stops now.
     pub abort: AtomicBool,
     /// Set when the assembler is done: the decoders exit.
@@ -36,14 +53,47 @@ pub(super) struct Shared<'a> {
     pub readers_alive: AtomicUsize,
     pub submitted: AtomicU64,
     pub seq: AtomicU64,
-    pub counters: Counters,
+    pub counters: &'a Counters,
     pub bad: BadList,
     /// Per decoder thread: its per-slot fence events.
     pub fences: Vec<Fences>,
     pub errors: Mutex<Vec<String>>,
+    /// Moves while the assembler waits for the consumer (a free output buffer, room in the
+    /// delivery queue): the watchdog counts that as progress.
+    pub consumer_waits: AtomicU64,
+    /// A hardware decoder thread runs (else the CUDA decoders must take everything).
+    pub has_hw: bool,
+    /// Microseconds since the run's start when the assembler last waited for a decoded batch:
+    /// while that is recent, decoding is the bottleneck and the CUDA decoders help the
+    /// hardware engines.
+    pub starved_at_us: AtomicU64,
+    pub t0: Instant,
 }
 
 impl Shared<'_> {
+    /// Whether CUDA decoders may take hardware-eligible images now: always for shards; for a
+    /// planned feed only while the assembler waits for decoded batches. A consumer slower than
+    /// the hardware engines (a training step) then costs no CPU cores on CUDA decoding; the
+    /// loader alone still gets both decoders. (Whether the consumer's thread waits says nothing
+    /// here: CUDA launches are asynchronous, so a GPU-bound loop waits for its next batch too.)
+    pub fn may_steal(&self) -> bool {
+        match self.feed {
+            Feed::Shards => true,
+            Feed::Planned { .. } => {
+                let now = self.t0.elapsed().as_micros() as u64;
+                !self.has_hw || now.saturating_sub(self.starved_at_us.load(SeqCst)) < STARVED_US
+            }
+        }
+    }
+
+    /// The number of the first batch of a planned feed (0 for shards).
+    pub fn first_planned(&self) -> u64 {
+        match self.feed {
+            Feed::Planned { feed, .. } => feed.first,
+            Feed::Shards => 0,
+        }
+    }
+
     /// Records an error of thread `who` and stops the run.
     pub fn fail(&self, who: &str, e: impl std::fmt::Display) {
         if let Ok(mut g) = self.errors.lock() {

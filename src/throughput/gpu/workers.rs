@@ -60,6 +60,12 @@ pub(super) fn worker(
         if sh.abort.load(SeqCst) || sh.workers_exit.load(SeqCst) {
             return Ok(());
         }
+        let role = match role {
+            Role::Cuda { steal } => Role::Cuda {
+                steal: steal && sh.may_steal(),
+            },
+            r => r,
+        };
         let work = match sh.open.lock() {
             Ok(open) => find_work(&open, role, dec.claim_size()),
             Err(_) => None,
