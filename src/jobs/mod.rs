@@ -12,11 +12,14 @@
 
 pub mod budget;
 pub mod convert;
+pub mod deal;
 pub mod index;
+pub mod merge;
 pub mod outdir;
 pub mod presize;
 pub mod record;
 pub mod shard_loop;
+pub mod tasks;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -32,6 +35,8 @@ pub enum JobError {
     Rescale(#[from] crate::dataset::rescale::RescaleError),
     #[error(transparent)]
     OutDir(#[from] outdir::OutDirError),
+    #[error(transparent)]
+    Task(#[from] tasks::TaskError),
     /// `--strict` found a problem; the text names the file and what is wrong.
     #[error("--strict: {0}")]
     Strict(String),

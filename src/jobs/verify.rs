@@ -290,6 +290,7 @@ mod tests {
                 decode_check: false,
                 presize: None,
                 presize_mode: Default::default(),
+                deal: Default::default(),
             },
             categories: vec![CategoryEntry {
                 id: 1,
