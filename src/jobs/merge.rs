@@ -149,6 +149,7 @@ pub fn run(spec: &MergeSpec) -> Result<MergeOutcome, MergeError> {
             check_part(out, r, p, tasks, &mut problems);
         }
     }
+    problems.sort_by_key(|p| p.task);
     let Some(reference) = reference.filter(|_| problems.is_empty()) else {
         return Err(MergeError::Problems {
             dir: out.to_path_buf(),
@@ -225,8 +226,9 @@ fn check_part(out: &Path, r: &TaskPart, p: &TaskPart, tasks: u32, problems: &mut
     if hp != hr || p.shard_counts != r.shard_counts {
         let what = if hp.options != hr.options {
             format!(
-                "made with other options than task {} ({:?} vs {:?})",
-                r.task, hp.options, hr.options
+                "made with other options than task {} ({})",
+                r.task,
+                super::tasks::options_diff(&hp.options, &hr.options)
             )
         } else if hp.tool_version != hr.tool_version || hp.format_version != hr.format_version {
             format!(

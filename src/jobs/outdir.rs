@@ -240,7 +240,8 @@ pub fn task_output_mode(
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    names.sort();
+    // A finished run's manifest is the entry worth naming first.
+    names.sort_by_key(|n| (n != MANIFEST_FILE, n.clone()));
     for name in names {
         let base = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name);
         let task_output = name == crate::shard::manifest::part::TASKS_DIR

@@ -173,11 +173,8 @@ pub enum TaskError {
     },
     #[error("a task of another run with {count} tasks is writing this folder (it holds {lock}); one folder takes one task-mode run at a time")]
     OtherRun { count: u32, lock: PathBuf },
-    #[error("{path} was written with other options ({before:?}); rerun with those, or pass --overwrite to start this task over")]
-    OtherOptions {
-        path: PathBuf,
-        before: Box<ManifestOptions>,
-    },
+    #[error("{path} was written with other options (this run vs that part: {diff}); rerun with those, or pass --overwrite to start this task over")]
+    OtherOptions { path: PathBuf, diff: String },
     #[error("{path}: {reason}; pass --overwrite to start this task over")]
     DamagedPart { path: PathBuf, reason: String },
     #[error("{0}: holds the output of `dsprep presize` of a COCO folder, not shards; pick another folder")]
@@ -343,8 +340,8 @@ impl TaskOutput {
             }
             (Ok(part), _) if &part.manifest.options != options => {
                 return Err(TaskError::OtherOptions {
+                    diff: options_diff(options, &part.manifest.options),
                     path: part_path,
-                    before: Box::new(part.manifest.options),
                 }
                 .into())
             }
@@ -440,6 +437,26 @@ impl TaskOutput {
         }
         Ok(())
     }
+}
+
+/// The options that differ, as the manifest spells them: `labels: "contiguous" vs "coco"`.
+pub fn options_diff(now: &ManifestOptions, before: &ManifestOptions) -> String {
+    let (a, b) = (serde_json::to_value(now), serde_json::to_value(before));
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (a, b) else {
+        return format!("{now:?} vs {before:?}");
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let null = serde_json::Value::Null;
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.unwrap_or(&null).to_string();
+            format!("{k}: {} vs {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `(task, tasks, path)` of every part and lock file in `dir` (a missing folder has none).
