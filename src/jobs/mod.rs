@@ -1,5 +1,5 @@
 //! The work behind each command, usable without the CLI: `convert` (COCO → shards),
-//! `presize` (COCO folder or shard folder), `verify`, `index`. Each job takes a complete,
+//! `presize` (COCO folder or shard folder), `verify`, `index`, `merge` (task parts → manifest). Each job takes a complete,
 //! typed spec built by [`crate::plan`], returns its outcome as data (manifest and report
 //! values), reports progress through [`Progress`], and never prints.
 //!
@@ -9,6 +9,9 @@
 //! - [`shard_loop`]: the parallel per-shard loop with cancel flag, resume reuse and a manifest
 //!   stored after every finished shard (`convert` and `presize` of a shard folder).
 //! - [`budget`]: the memory budget that bounds the decodes in flight.
+//! - [`tasks`]: task mode of `convert` (`--tasks M --task K`): which task this is, the shards
+//!   it owns, its locks and its part of the manifest; [`merge`] joins the parts.
+//! - [`deal`]: which images go to which shard, in which order (`--shuffle`, `--shard-multiple`).
 
 pub mod budget;
 pub mod convert;
