@@ -61,7 +61,11 @@ fn shown(o: &Output) -> String {
 
 #[track_caller]
 fn expect(o: &Output, codes: &[i32]) {
-    assert!(codes.contains(&code(o)), "wanted exit {codes:?}: {}", shown(o));
+    assert!(
+        codes.contains(&code(o)),
+        "wanted exit {codes:?}: {}",
+        shown(o)
+    );
 }
 
 fn stderr(o: &Output) -> String {
@@ -142,7 +146,12 @@ fn dataset(root: &Path) -> PathBuf {
         let name = format!("t{i:02}.jpg");
         images.push(image_entry(i + 1, &name, 64, 48));
         if i != 7 {
-            anns.push(ann_entry(i + 1, i + 1, 1 + 2 * (i % 2), [2.0, 3.0, 30.0, 20.0]));
+            anns.push(ann_entry(
+                i + 1,
+                i + 1,
+                1 + 2 * (i % 2),
+                [2.0, 3.0, 30.0, 20.0],
+            ));
         }
         if i != 5 {
             files.push((name, noise_jpeg(64, 48, i as u32)));
@@ -177,8 +186,16 @@ fn merged_tasks_are_byte_identical_to_one_machine_runs() {
         ("shards 5", &["--shards", "5"], &[1, 3, 8]),
         ("by size", &["--shard-size", "9k"], &[3]),
         ("lmdb", &["--format", "lmdb", "--shards", "4"], &[3]),
-        ("shuffle + multiple", &["--shuffle", "11", "--shard-multiple", "4"], &[3, 8]),
-        ("presize", &["--presize", "32", "--shards", "3", "-j", "1"], &[2]),
+        (
+            "shuffle + multiple",
+            &["--shuffle", "11", "--shard-multiple", "4"],
+            &[3, 8],
+        ),
+        (
+            "presize",
+            &["--presize", "32", "--shards", "3", "-j", "1"],
+            &[2],
+        ),
     ];
     let mut cases = Cases::new();
     for (ci, (name, opts, tasks)) in configs.iter().enumerate() {
@@ -189,13 +206,12 @@ fn merged_tasks_are_byte_identical_to_one_machine_runs() {
             cases.check(&format!("{name}, M = {m}"), || {
                 let out = tmp.path().join(format!("multi{ci}-{m}"));
                 for (k, o) in run_tasks(&input, &out, opts, m).iter().enumerate() {
-                    assert!(
-                        [0, 1].contains(&code(o)),
-                        "task {k} of {m}: {}",
-                        shown(o)
-                    );
+                    assert!([0, 1].contains(&code(o)), "task {k} of {m}: {}", shown(o));
                 }
-                assert!(!out.join("manifest.json").exists(), "a task wrote manifest.json");
+                assert!(
+                    !out.join("manifest.json").exists(),
+                    "a task wrote manifest.json"
+                );
                 let merged = run(&["merge", s(&out)]);
                 expect(&merged, &[1]);
                 assert_same_tree(&one, &out);
@@ -243,18 +259,37 @@ fn merge_names_every_missing_failed_or_mismatched_task_and_writes_nothing() {
     let o = run(&["merge", s(&out)]);
     expect(&o, &[2]);
     let e = stderr(&o);
-    let lines: Vec<&str> = e.lines().filter(|l| l.trim_start().starts_with("task ")).collect();
+    let lines: Vec<&str> = e
+        .lines()
+        .filter(|l| l.trim_start().starts_with("task "))
+        .collect();
     assert_eq!(lines.len(), 4, "one line per failed task: {e}");
-    assert!(lines[0].contains("task 1") && e.contains("labels: \"contiguous\" vs \"coco\""), "{e}");
-    assert!(lines[1].contains("task 2") && lines[1].contains("val-00002-of-00006.tfrecord"), "{e}");
-    assert!(lines[2].contains("task 3") && lines[2].contains("no part"), "{e}");
-    assert!(lines[3].contains("task 4") && lines[3].contains("did not finish"), "{e}");
+    assert!(
+        lines[0].contains("task 1") && e.contains("labels: \"contiguous\" vs \"coco\""),
+        "{e}"
+    );
+    assert!(
+        lines[1].contains("task 2") && lines[1].contains("val-00002-of-00006.tfrecord"),
+        "{e}"
+    );
+    assert!(
+        lines[2].contains("task 3") && lines[2].contains("no part"),
+        "{e}"
+    );
+    assert!(
+        lines[3].contains("task 4") && lines[3].contains("did not finish"),
+        "{e}"
+    );
     assert_eq!(tree(&out), before, "a failed merge changed the folder");
 
     // A part that differs keeps its task from resuming: it says which option differs.
     let o = task("1", &[]);
     expect(&o, &[2]);
-    assert!(stderr(&o).contains("labels: \"coco\" vs \"contiguous\""), "{}", shown(&o));
+    assert!(
+        stderr(&o).contains("labels: \"coco\" vs \"contiguous\""),
+        "{}",
+        shown(&o)
+    );
     // Re-running the named tasks (task 1 over again) mends the run.
     expect(&task("1", &["--overwrite"]), &[0, 1]);
     expect(&task("2", &[]), &[0, 1]);
@@ -265,6 +300,28 @@ fn merge_names_every_missing_failed_or_mismatched_task_and_writes_nothing() {
     let one = tmp.path().join("one");
     expect(&run(&convert_args(&input, &one, &opts)), &[1]);
     assert_same_tree(&one, &out);
+}
+
+#[test]
+fn a_merge_stopped_before_its_clean_up_is_finished_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = dataset(tmp.path());
+    let out = tmp.path().join("out");
+    for o in run_tasks(&input, &out, &["--shards", "5"], 3) {
+        expect(&o, &[0, 1]);
+    }
+    let saved = tmp.path().join("saved");
+    copy_tree(&out.join("dsprep-tasks"), &saved);
+    expect(&run(&["merge", s(&out)]), &[1]);
+    let merged = tree(&out);
+    // As if the merge had died after writing manifest.json, having removed task 1's part only.
+    copy_tree(&saved, &out.join("dsprep-tasks"));
+    std::fs::remove_file(part_path(&out, 1, 3)).unwrap();
+    let o = run(&["merge", s(&out), "--json"]);
+    expect(&o, &[1]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["already_merged"], true, "{}", shown(&o));
+    assert_eq!(tree(&out), merged);
 }
 
 #[test]
@@ -284,7 +341,11 @@ fn merge_refuses_parts_of_different_task_counts_and_empty_folders() {
     }
     let o = run(&["merge", s(&out)]);
     expect(&o, &[2]);
-    assert!(stderr(&o).contains("different task counts"), "{}", shown(&o));
+    assert!(
+        stderr(&o).contains("different task counts"),
+        "{}",
+        shown(&o)
+    );
     assert!(!out.join("manifest.json").exists());
 }
 
@@ -303,7 +364,10 @@ fn slow_dataset(root: &Path) -> PathBuf {
         images.push(image_entry(i + 1, &name, 1024, 768));
         files.push((name, noise_jpeg(1024, 768, i as u32)));
     }
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
     write_coco(&input, &images, &[], &refs);
     input
 }
@@ -320,14 +384,26 @@ fn a_killed_task_resumes_and_a_running_task_keeps_others_out() {
     let tmp = tempfile::tempdir().unwrap();
     let input = slow_dataset(tmp.path());
     let out = tmp.path().join("out");
-    let opts = ["--shards", "60", "--presize", "256", "--decode-check", "-j", "1"];
+    let opts = [
+        "--shards",
+        "60",
+        "--presize",
+        "256",
+        "--decode-check",
+        "-j",
+        "1",
+    ];
     let task0 = {
         let mut a = convert_args(&input, &out, &opts);
         a.extend(["--tasks", "2", "--task", "0"]);
         a.into_iter().map(String::from).collect::<Vec<_>>()
     };
     let task0: Vec<&str> = task0.iter().map(|s| s.as_str()).collect();
-    let mut first = command(&task0, &[]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = command(&task0, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let part = part_path(&out, 0, 2);
     let started = Instant::now();
     loop {
@@ -336,19 +412,34 @@ fn a_killed_task_resumes_and_a_running_task_keeps_others_out() {
             Some((_, true)) => panic!("task 0 finished before the test could stop it"),
             _ => {}
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "task 0 never got going");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "task 0 never got going"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     // While it runs: the same task again, a whole run and a merge are all refused.
     let twin = run(&task0);
     expect(&twin, &[2]);
-    assert!(stderr(&twin).contains("task 0 of 2 is already running"), "{}", shown(&twin));
+    assert!(
+        stderr(&twin).contains("task 0 of 2 is already running"),
+        "{}",
+        shown(&twin)
+    );
     let whole = run(&convert_args(&input, &out, &["--overwrite"]));
     expect(&whole, &[2]);
-    assert!(stderr(&whole).contains("another dsprep run"), "{}", shown(&whole));
+    assert!(
+        stderr(&whole).contains("another dsprep run"),
+        "{}",
+        shown(&whole)
+    );
     let merge = run(&["merge", s(&out)]);
     expect(&merge, &[2]);
-    assert!(stderr(&merge).contains("another dsprep run"), "{}", shown(&merge));
+    assert!(
+        stderr(&merge).contains("another dsprep run"),
+        "{}",
+        shown(&merge)
+    );
 
     first.kill().unwrap(); // SIGKILL: no clean-up of any kind
     first.wait().unwrap();
@@ -367,7 +458,10 @@ fn a_killed_task_resumes_and_a_running_task_keeps_others_out() {
     // The array retries the task with the same command line: it resumes.
     expect(&run(&task0), &[0]);
     let after: Vec<u64> = kept_files.iter().map(|f| inode(f)).collect();
-    assert_eq!(inodes, after, "finished shards were written again instead of kept");
+    assert_eq!(
+        inodes, after,
+        "finished shards were written again instead of kept"
+    );
     let mut a = convert_args(&input, &out, &opts);
     a.extend(["--tasks", "2", "--task", "1"]);
     expect(&run(&a), &[0]);
@@ -454,7 +548,10 @@ fn task_identity_comes_from_slurm_kubernetes_or_aws_variables() {
     expect(&run(&convert_args(&input, &one, &["--shards", "4"])), &[1]);
     assert_same_tree(&one, &out);
 
-    for (var, name) in [("JOB_COMPLETION_INDEX", "k8s"), ("AWS_BATCH_JOB_ARRAY_INDEX", "aws")] {
+    for (var, name) in [
+        ("JOB_COMPLETION_INDEX", "k8s"),
+        ("AWS_BATCH_JOB_ARRAY_INDEX", "aws"),
+    ] {
         let out = tmp.path().join(name);
         for k in ["0", "1"] {
             let o = run_env(
@@ -474,7 +571,11 @@ fn task_identity_comes_from_slurm_kubernetes_or_aws_variables() {
     env.push(("SLURM_ARRAY_TASK_STEP", "4"));
     let o = run_env(&convert_args(&input, &stepped, &["--tasks", "auto"]), &env);
     expect(&o, &[2]);
-    assert!(stderr(&o).contains("SLURM_ARRAY_TASK_STEP=4"), "{}", shown(&o));
+    assert!(
+        stderr(&o).contains("SLURM_ARRAY_TASK_STEP=4"),
+        "{}",
+        shown(&o)
+    );
     assert!(!stepped.exists());
     // An index past the count.
     let o = run_env(
@@ -482,10 +583,20 @@ fn task_identity_comes_from_slurm_kubernetes_or_aws_variables() {
         &[("JOB_COMPLETION_INDEX", "2")],
     );
     expect(&o, &[2]);
-    assert!(stderr(&o).contains("JOB_COMPLETION_INDEX=2"), "{}", shown(&o));
+    assert!(
+        stderr(&o).contains("JOB_COMPLETION_INDEX=2"),
+        "{}",
+        shown(&o)
+    );
     // A plain convert inside an array job stays a whole run.
     let plain = tmp.path().join("plain");
-    expect(&run_env(&convert_args(&input, &plain, &["--shards", "4"]), &slurm("11")), &[1]);
+    expect(
+        &run_env(
+            &convert_args(&input, &plain, &["--shards", "4"]),
+            &slurm("11"),
+        ),
+        &[1],
+    );
     assert_same_tree(&one, &plain);
 }
 
@@ -519,7 +630,9 @@ fn filenames(shard: &Path) -> Vec<String> {
         .iter()
         .map(|(_, payload)| {
             let e = Example::decode(payload).unwrap();
-            let v = e.get_bytes(dsprep::shard::od_example::keys::FILENAME).unwrap();
+            let v = e
+                .get_bytes(dsprep::shard::od_example::keys::FILENAME)
+                .unwrap();
             String::from_utf8(v[0].to_vec()).unwrap()
         })
         .collect()
@@ -531,11 +644,25 @@ fn shuffle_deals_the_documented_permutation_deterministically() {
     let input = tmp.path().join("coco");
     clean_coco(&input, 40);
     let opts = ["--shards", "3", "--shuffle", "20261201"];
-    let (a, b, plain) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("p"));
+    let (a, b, plain) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("p"),
+    );
     expect(&run(&convert_args(&input, &a, &opts)), &[0]);
-    expect(&run(&convert_args(&input, &b, &[opts[0], opts[1], opts[2], opts[3], "-j", "1"])), &[0]);
+    expect(
+        &run(&convert_args(
+            &input,
+            &b,
+            &[opts[0], opts[1], opts[2], opts[3], "-j", "1"],
+        )),
+        &[0],
+    );
     assert_same_tree(&a, &b);
-    expect(&run(&convert_args(&input, &plain, &["--shards", "3"])), &[0]);
+    expect(
+        &run(&convert_args(&input, &plain, &["--shards", "3"])),
+        &[0],
+    );
     let m = manifest(&a);
     assert_eq!(m["options"]["shuffle_seed"], 20261201);
     assert!(manifest(&plain)["options"].get("shuffle_seed").is_none());
@@ -557,11 +684,25 @@ fn shuffle_deals_the_documented_permutation_deterministically() {
     assert_eq!(plain0[..3], ["img000.jpg", "img003.jpg", "img006.jpg"]);
     // Another seed, another order.
     let c = tmp.path().join("c");
-    expect(&run(&convert_args(&input, &c, &["--shards", "3", "--shuffle", "1"])), &[0]);
-    assert_ne!(filenames(&c.join("val-00000-of-00003.tfrecord")), filenames(&a.join("val-00000-of-00003.tfrecord")));
+    expect(
+        &run(&convert_args(
+            &input,
+            &c,
+            &["--shards", "3", "--shuffle", "1"],
+        )),
+        &[0],
+    );
+    assert_ne!(
+        filenames(&c.join("val-00000-of-00003.tfrecord")),
+        filenames(&a.join("val-00000-of-00003.tfrecord"))
+    );
     // Resume refuses to mix seeds.
     std::fs::remove_file(c.join("val-00002-of-00003.tfrecord")).unwrap();
-    let o = run(&convert_args(&input, &c, &["--shards", "3", "--shuffle", "2", "--resume"]));
+    let o = run(&convert_args(
+        &input,
+        &c,
+        &["--shards", "3", "--shuffle", "2", "--resume"],
+    ));
     expect(&o, &[2]);
 }
 
@@ -570,23 +711,47 @@ fn shard_multiple_rounds_every_split_for_equal_ranks() {
     let tmp = tempfile::tempdir().unwrap();
     let input = dataset(tmp.path());
     let out = tmp.path().join("out");
-    expect(&run(&convert_args(&input, &out, &["--shards", "5", "--shard-multiple", "4"])), &[1]);
+    expect(
+        &run(&convert_args(
+            &input,
+            &out,
+            &["--shards", "5", "--shard-multiple", "4"],
+        )),
+        &[1],
+    );
     let m = manifest(&out);
     for split in m["splits"].as_array().unwrap() {
-        assert_eq!(split["shards"].as_array().unwrap().len(), 8, "{}", split["name"]);
+        assert_eq!(
+            split["shards"].as_array().unwrap().len(),
+            8,
+            "{}",
+            split["name"]
+        );
     }
     assert_eq!(m["options"]["shard_multiple"], 4);
     // By size: 1 shard each, rounded up to 3.
     let out = tmp.path().join("size");
-    expect(&run(&convert_args(&input, &out, &["--shard-multiple", "3"])), &[1]);
+    expect(
+        &run(&convert_args(&input, &out, &["--shard-multiple", "3"])),
+        &[1],
+    );
     let m = manifest(&out);
-    let counts: Vec<usize> = m["splits"].as_array().unwrap().iter().map(|s| s["shards"].as_array().unwrap().len()).collect();
+    let counts: Vec<usize> = m["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shards"].as_array().unwrap().len())
+        .collect();
     assert_eq!(counts, [3, 3]);
     // val has 11 images: a multiple of 16 cannot be met; refused by name before any shard.
     let out = tmp.path().join("tiny");
     let o = run(&convert_args(&input, &out, &["--shard-multiple", "16"]));
     expect(&o, &[2]);
-    assert!(stderr(&o).contains("\"val\" has 11 images"), "{}", shown(&o));
+    assert!(
+        stderr(&o).contains("\"val\" has 11 images"),
+        "{}",
+        shown(&o)
+    );
     let o = run(&convert_args(&input, &out, &["--shard-multiple", "0"]));
     expect(&o, &[2]);
 }
@@ -613,11 +778,19 @@ fn job_scripts(path: &Path) -> Vec<(String, String, Option<i64>, String)> {
             .iter()
             .map(|v| v.as_str().unwrap())
             .collect();
-        assert_eq!(cmd[..2], ["sh", "-c"], "{}: command is sh -c SCRIPT", path.display());
+        assert_eq!(
+            cmd[..2],
+            ["sh", "-c"],
+            "{}: command is sh -c SCRIPT",
+            path.display()
+        );
         let mount = container["volumeMounts"][0]["mountPath"].as_str().unwrap();
         jobs.push((
             doc["metadata"]["name"].as_str().unwrap().to_string(),
-            spec["completionMode"].as_str().unwrap_or("NonIndexed").to_string(),
+            spec["completionMode"]
+                .as_str()
+                .unwrap_or("NonIndexed")
+                .to_string(),
             spec["completions"].as_i64(),
             cmd[2].replace(mount, "{{MOUNT}}"),
         ));
@@ -635,7 +808,10 @@ fn kubernetes_indexed_job_example_runs_through_task_mode() {
     let (_, mode, completions, script) = &convert[0];
     assert_eq!(mode, "Indexed");
     let m = completions.expect("completions") as u32;
-    assert!(script.contains(&format!("--tasks {m}")), "the Job's completions and --tasks agree: {script}");
+    assert!(
+        script.contains(&format!("--tasks {m}")),
+        "the Job's completions and --tasks agree: {script}"
+    );
 
     // The shared volume: a folder holding the COCO tree the scripts name.
     let tmp = tempfile::tempdir().unwrap();
@@ -644,11 +820,21 @@ fn kubernetes_indexed_job_example_runs_through_task_mode() {
     std::fs::create_dir_all(&mount).unwrap();
     std::fs::rename(&input, mount.join("coco")).unwrap();
     let bin_dir = Path::new(bin()).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let sh = |script: &str, env: &[(&str, String)]| {
         let mut c = Command::new("sh");
-        c.arg("-c").arg(script.replace("{{MOUNT}}", s(&mount))).env("PATH", &path);
-        for v in ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX"] {
+        c.arg("-c")
+            .arg(script.replace("{{MOUNT}}", s(&mount)))
+            .env("PATH", &path);
+        for v in [
+            "SLURM_ARRAY_TASK_ID",
+            "JOB_COMPLETION_INDEX",
+            "AWS_BATCH_JOB_ARRAY_INDEX",
+        ] {
             c.env_remove(v);
         }
         for (k, v) in env {

@@ -161,7 +161,8 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
             (c.id, (c.name.clone(), label))
         })
         .collect();
-    progress.total(datasets.iter().map(|d| d.0.len() as u64).sum());
+    // Every image is in exactly one job; a task has only its own shards' images.
+    progress.total(jobs.iter().map(|j| j.images.len() as u64).sum());
     let shared = Mutex::new(manifest);
     let finished = run_shards_with(
         &pool,

@@ -120,9 +120,13 @@ pub fn run(spec: &MergeSpec) -> Result<MergeOutcome, MergeError> {
     let tasks = *counts.keys().next().unwrap_or(&1);
     let mut problems = Vec::new();
     let mut loaded: Vec<Option<TaskPart>> = (0..tasks).map(|_| None).collect();
+    let mut all_load = true;
     for (k, _, path) in &parts {
         match TaskPart::load(path) {
-            Err(e) => problems.push(problem(*k, format!("part is damaged: {e}"))),
+            Err(e) => {
+                all_load = false;
+                problems.push(problem(*k, format!("part is damaged: {e}")))
+            }
             Ok(p) if (p.task, p.tasks) != (*k, tasks) => problems.push(problem(
                 *k,
                 format!(
@@ -141,6 +145,27 @@ pub fn run(spec: &MergeSpec) -> Result<MergeOutcome, MergeError> {
                 k as u32,
                 "no part: it never ran, or died before it planned (check its log)".into(),
             ));
+        }
+    }
+    // A merge that stopped after writing manifest.json but before removing every part left
+    // parts that the manifest already holds: finish its clean-up instead of failing on the
+    // parts it removed.
+    if let Some(done) = Manifest::load(out).ok().flatten().filter(|m| m.complete) {
+        if all_load
+            && loaded
+                .iter()
+                .flatten()
+                .all(|p| merged_into(&done, p, tasks))
+        {
+            let left_alone = remove_parts(&dir)?;
+            return Ok(MergeOutcome {
+                out_dir: out.to_path_buf(),
+                manifest: done,
+                tasks,
+                already_merged: true,
+                left_alone,
+                seconds: started.elapsed().as_secs_f64(),
+            });
         }
     }
     let reference = loaded.iter().flatten().next().cloned();
@@ -320,6 +345,29 @@ fn missing_files(out: &Path, format: ShardFormat, shard: &ShardEntry) -> Option<
         Some(i) if !out.join(i).is_file() => Some(format!("{i}: missing (index of {name})")),
         _ => None,
     }
+}
+
+/// Whether a finished part is already in the merged manifest `done`: same run, and its shards
+/// are exactly the manifest's shards it owns.
+fn merged_into(done: &Manifest, p: &TaskPart, tasks: u32) -> bool {
+    let m = tasks as usize;
+    p.manifest.complete
+        && header(&p.manifest) == header(done)
+        && p.manifest.splits.len() == p.shard_counts.len()
+        && p.manifest
+            .splits
+            .iter()
+            .zip(&done.splits)
+            .zip(&p.shard_counts)
+            .all(|((mine, all), &n)| {
+                all.shards.len() as u64 == n
+                    && mine.shards.len() == (p.task as usize..n as usize).step_by(m).count()
+                    && mine
+                        .shards
+                        .iter()
+                        .zip(all.shards.iter().skip(p.task as usize).step_by(m))
+                        .all(|(a, b)| a == b)
+            })
 }
 
 /// The whole run's manifest: the reference header, every split's shards in shard order (shard
