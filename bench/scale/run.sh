@@ -26,6 +26,10 @@ for n in $sizes; do
         --shards 64 -q --tasks 2 --task "$k"
     done
     python3 bench/convert/rss_split.py "$bin" merge "$out/$n-tasks"
+    # One task with the default shard count (256 MiB shards): it stats every image of the split.
+    rm -rf "$out/$n-bysize"
+    python3 bench/convert/rss_split.py "$bin" convert "$data/$n" "$out/$n-bysize" -q \
+        --tasks 2 --task 0
     if diff -r "$out/$n-one" "$out/$n-tasks" > /dev/null; then
         echo "n=$n: merged tasks byte-identical to the one-machine run"
     else
