@@ -632,6 +632,52 @@ mod tests {
     }
 
     #[test]
+    fn tasks_share_the_folder_lock_that_whole_runs_and_merges_take_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let a = outdir::lock_folder(d.path(), true).unwrap();
+        let b = outdir::lock_folder(d.path(), true).unwrap();
+        let e = OutputDir::open(d.path(), OutputMode::Fresh).unwrap_err();
+        assert!(matches!(e, OutDirError::Locked(_)), "{e}");
+        assert!(outdir::lock_folder(d.path(), false).is_err());
+        drop((a, b));
+        let whole = outdir::lock_folder(d.path(), false).unwrap();
+        assert!(outdir::lock_folder(d.path(), true).is_err());
+        drop(whole);
+    }
+
+    #[test]
+    fn a_task_output_folder_may_hold_other_tasks_outputs_only() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path();
+        let splits = ["train2017".to_string()];
+        for f in [
+            "train2017-00003-of-00016.tfrecord",
+            "train2017-00003-of-00016.idx",
+            "train2017-00004-of-00016.tfrecord.partial",
+            "train2017-00005-of-00016.lmdb",
+            TASKS_DIR,
+        ] {
+            std::fs::create_dir_all(out.join(f)).unwrap();
+        }
+        let mode = outdir::task_output_mode(out, false, &splits).unwrap();
+        assert_eq!(mode, OutputMode::Fresh);
+        for foreign in [
+            "val-00000-of-00001.tfrecord",
+            "manifest.json",
+            "train2017-1-of-2.idx",
+        ] {
+            std::fs::write(out.join(foreign), b"x").unwrap();
+            let e = outdir::task_output_mode(out, false, &splits).unwrap_err();
+            assert!(e.to_string().contains(foreign), "{e}");
+            assert_eq!(
+                outdir::task_output_mode(out, true, &splits).unwrap(),
+                OutputMode::Overwrite
+            );
+            std::fs::remove_file(out.join(foreign)).unwrap();
+        }
+    }
+
+    #[test]
     fn shard_ownership_is_modulo() {
         let t = slice(1, 3);
         let owned: Vec<usize> = (0..8).filter(|&s| t.owns(s)).collect();
