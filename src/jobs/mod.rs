@@ -1,7 +1,8 @@
 //! The work behind each command, usable without the CLI: `convert` (COCO → shards),
-//! `presize` (COCO folder or shard folder), `verify`, `index`, `merge` (task parts → manifest). Each job takes a complete,
-//! typed spec built by [`crate::plan`], returns its outcome as data (manifest and report
-//! values), reports progress through [`Progress`], and never prints.
+//! `presize` (COCO folder or shard folder), `verify`, `index`, `merge` (task parts →
+//! manifest). Each job takes a complete, typed spec built by [`crate::plan`], returns its
+//! outcome as data (manifest and report values), reports progress through [`Progress`], and
+//! never prints.
 //!
 //! - [`outdir`]: the output folder (fresh / overwrite / resume / lock), once for every job.
 //! - [`record`]: reading one input image and turning a COCO sample into an OD record, shared
