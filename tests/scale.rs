@@ -499,6 +499,30 @@ fn task_mode_output_folder_rules() {
     assert!(stderr(&o).contains("notes.txt"), "{}", shown(&o));
     assert_eq!(tree(&foreign).len(), 1);
 
+    // `dsprep-tasks` as a link out of OUT: refused by the task and by the merge, nothing
+    // written or read through it.
+    let linked = tmp.path().join("linked");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(&linked).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, linked.join("dsprep-tasks")).unwrap();
+    let o = task(&linked, "0", &[]);
+    expect(&o, &[2]);
+    assert!(stderr(&o).contains("symbolic link"), "{}", shown(&o));
+    expect(&run(&["merge", s(&linked)]), &[2]);
+    assert!(tree(&elsewhere).is_empty());
+    // A link left under the name of one of the task's partial files is removed as a link.
+    let out = tmp.path().join("partial-link");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(elsewhere.join("victim"), b"keep").unwrap();
+    std::os::unix::fs::symlink(
+        elsewhere.join("victim"),
+        out.join("train-00000-of-00004.tfrecord.partial"),
+    )
+    .unwrap();
+    expect(&task(&out, "0", &[]), &[0, 1]);
+    assert_eq!(std::fs::read(elsewhere.join("victim")).unwrap(), b"keep");
+
     // A finished one-machine run (another shard count) needs --overwrite; then every task
     // clears what it must and the merged result is exactly a fresh run's, other files kept.
     let out = tmp.path().join("out");

@@ -87,6 +87,9 @@ pub fn run(spec: &MergeSpec) -> Result<MergeOutcome, MergeError> {
     // Exclusive: tasks hold the folder's lock shared while they run.
     let _lock = outdir::lock_folder(out, false)?;
     let dir = out.join(TASKS_DIR);
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(JobError::from(super::tasks::TaskError::NotPlain(dir)).into());
+    }
     let files = part_files(&dir)?;
     let parts: Vec<&(u32, u32, PathBuf)> = files
         .iter()

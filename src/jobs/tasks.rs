@@ -179,6 +179,8 @@ pub enum TaskError {
     DamagedPart { path: PathBuf, reason: String },
     #[error("{0}: holds the output of `dsprep presize` of a COCO folder, not shards; pick another folder")]
     PresizeFolder(PathBuf),
+    #[error("{0}: is a symbolic link or not a plain file/folder; dsprep follows no links inside its output folder: remove it")]
+    NotPlain(PathBuf),
 }
 
 /// Where a convert run keeps its outputs: the whole folder, or one task's share of it.
@@ -306,6 +308,9 @@ impl TaskOutput {
         let out_lock = outdir::lock_folder(out, true)?;
         let dir = out.join(TASKS_DIR);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Err(TaskError::NotPlain(dir).into());
+        }
         let lock_path = dir.join(lock_file(slice.index, slice.count));
         let task_lock = exclusive_lock(&lock_path)?.ok_or_else(|| TaskError::AlreadyRunning {
             index: slice.index,
@@ -323,6 +328,8 @@ impl TaskOutput {
             }
         }
         let part_path = dir.join(part_file(slice.index, slice.count));
+        // Only this task writes its part (it holds the lock): a stale partial is ours.
+        outdir::remove_entry(&crate::shard::format::partial_path(&part_path))?;
         let previous = match (TaskPart::load(&part_path), mode) {
             (Err(ShardError::Io { source, .. }), _)
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -385,10 +392,28 @@ impl TaskOutput {
     /// task of this run writes over (names outside this plan) or that this task writes itself,
     /// then the manifest, its label map and those parts. Shards the plan gives to other tasks
     /// are left to them, so tasks clearing at the same time never remove each other's output.
+    ///
+    /// In every mode, the partial files of this task's own shards are removed first (as links,
+    /// never followed): only this task writes those names, so whatever is there is a crashed
+    /// run's, and a sink must never open a link left under such a name.
     fn planned(&self, splits: &[(String, usize)]) -> Result<(), JobError> {
         let _ = self
             .shard_counts
             .set(splits.iter().map(|(_, n)| *n as u64).collect());
+        for (name, n) in splits {
+            for s in (0..*n).filter(|&s| self.slice.owns(s)) {
+                let stem = shard_stem(name, s, *n);
+                for f in [ShardFormat::Tfrecord, ShardFormat::Lmdb] {
+                    for file in [Some(f.shard_file(&stem)), f.index_file(&stem)]
+                        .into_iter()
+                        .flatten()
+                    {
+                        let partial = crate::shard::format::partial_path(&self.path.join(file));
+                        outdir::remove_entry(&partial)?;
+                    }
+                }
+            }
+        }
         if self.mode != OutputMode::Overwrite {
             return Ok(());
         }
@@ -459,7 +484,9 @@ pub fn options_diff(now: &ManifestOptions, before: &ManifestOptions) -> String {
         .join(", ")
 }
 
-/// `(task, tasks, path)` of every part and lock file in `dir` (a missing folder has none).
+/// `(task, tasks, path)` of every part and lock file in `dir` (a missing folder has none);
+/// entries that are not plain files (links above all) are left out: nothing is read through
+/// them.
 pub fn part_files(dir: &Path) -> Result<Vec<(u32, u32, PathBuf)>, JobError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -470,7 +497,8 @@ pub fn part_files(dir: &Path) -> Result<Vec<(u32, u32, PathBuf)>, JobError> {
     for e in entries {
         let e = e.map_err(io(dir))?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if let Some((k, m, _)) = parse_part_name(&name) {
+        let plain = e.file_type().is_ok_and(|t| t.is_file());
+        if let Some((k, m, _)) = parse_part_name(&name).filter(|_| plain) {
             out.push((k, m, e.path()));
         }
     }
@@ -496,7 +524,11 @@ fn remove_recorded(out: &Path, m: &Manifest, ours: &dyn Fn(&str) -> bool) -> Res
 }
 
 /// An exclusive lock on `path` (created if missing); `None` when another process holds it.
-fn exclusive_lock(path: &Path) -> Result<Option<File>, OutDirError> {
+/// A link under that name is refused, never followed.
+fn exclusive_lock(path: &Path) -> Result<Option<File>, JobError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file()) {
+        return Err(TaskError::NotPlain(path.to_path_buf()).into());
+    }
     let f = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -507,7 +539,7 @@ fn exclusive_lock(path: &Path) -> Result<Option<File>, OutDirError> {
     match f.try_lock() {
         Ok(()) => Ok(Some(f)),
         Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-        Err(std::fs::TryLockError::Error(e)) => Err(io(path)(e)),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(path)(e).into()),
     }
 }
 
