@@ -347,6 +347,16 @@ fn merge_refuses_parts_of_different_task_counts_and_empty_folders() {
         shown(&o)
     );
     assert!(!out.join("manifest.json").exists());
+    // A part file naming a task past the count is reported, not a crash.
+    std::fs::remove_file(part_path(&out, 0, 3)).unwrap();
+    std::fs::write(part_path(&out, 7, 2), b"{}").unwrap();
+    let o = run(&["merge", s(&out)]);
+    expect(&o, &[2]);
+    assert!(
+        stderr(&o).contains("task 7 of 2, past the last task"),
+        "{}",
+        shown(&o)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

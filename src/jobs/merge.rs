@@ -125,6 +125,17 @@ pub fn run(spec: &MergeSpec) -> Result<MergeOutcome, MergeError> {
     let mut loaded: Vec<Option<TaskPart>> = (0..tasks).map(|_| None).collect();
     let mut all_load = true;
     for (k, _, path) in &parts {
+        if *k >= tasks {
+            all_load = false;
+            problems.push(problem(
+                *k,
+                format!(
+                    "{} names task {k} of {tasks}, past the last task; it is not a part dsprep wrote",
+                    path.display()
+                ),
+            ));
+            continue;
+        }
         match TaskPart::load(path) {
             Err(e) => {
                 all_load = false;
