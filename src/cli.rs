@@ -29,6 +29,8 @@ pub enum Command {
     Presize(PresizeArgs),
     /// Load the shards through the GPU (or CPU) pipeline and report images/s.
     VerifyThroughput(VerifyThroughputArgs),
+    /// Join the parts of a task-mode convert (`--tasks`) into manifest.json + label map.
+    Merge(MergeArgs),
 }
 
 /// Output container format.
@@ -95,10 +97,40 @@ pub struct ConvertArgs {
     /// Largest image file read, e.g. 256MiB, 2GiB; larger files are skipped with the reason.
     #[arg(long, value_name = "SIZE", default_value = "256MiB")]
     pub max_image_bytes: String,
+    /// Task mode: this process is one of M tasks (a job-array task, an Indexed Job pod) and
+    /// writes only the shards it owns (shard s of every split where s mod M = K) plus its part
+    /// of the manifest; `dsprep merge OUT_DIR` joins the parts. `auto`: M and K from the Slurm
+    /// array (SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN).
+    #[arg(long, value_name = "M|auto")]
+    pub tasks: Option<String>,
+    /// This task's index K, 0..M (default: JOB_COMPLETION_INDEX, AWS_BATCH_JOB_ARRAY_INDEX
+    /// or the Slurm array variables).
+    #[arg(long, value_name = "K", requires = "tasks")]
+    pub task: Option<u32>,
+    /// Deal images to shards in this seed's permutation instead of the annotation file's
+    /// order (sequential readers then see mixed images); recorded in the manifest.
+    #[arg(long, value_name = "SEED")]
+    pub shuffle: Option<u64>,
+    /// Round each split's shard count up to a multiple of N (e.g. GPUs x loader workers), so
+    /// every DDP rank gets the same number of shards.
+    #[arg(long, value_name = "N")]
+    pub shard_multiple: Option<u32>,
     #[command(flatten)]
     pub existing: ExistingOutput,
     #[command(flatten)]
     pub run: RunFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The OUT_DIR every task of a `dsprep convert --tasks` run wrote into.
+    pub dir: PathBuf,
+    /// fsync the manifest and label map (power-loss safe).
+    #[arg(long)]
+    pub fsync: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// What to do with an output folder that is not empty (convert, presize).

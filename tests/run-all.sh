@@ -2,8 +2,9 @@
 # The whole test suite, exactly as CI runs it (.ci/run calls this after fmt and clippy):
 #   1. Python venv for the compat tests (cached; tests/compat/venv.sh)
 #   2. cargo test --release          unit + integration tests (real binary on fixtures/)
-#   3. pytest python/tests           the Python loader (pip install ./python), CPU + NumPy
-#   4. pytest tests/compat           TensorFlow, DALI and py-lmdb read what dsprep writes
+#   3. tests/slurm/run.sh            convert as a real Slurm job array + dependent merge
+#   4. pytest python/tests           the Python loader (pip install ./python), CPU + NumPy
+#   5. pytest tests/compat           TensorFlow, DALI and py-lmdb read what dsprep writes
 # Usage: bash tests/run-all.sh     (DSPREP_NO_VENV=1 to use the current python3 as it is)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,21 @@ if [ -z "${DSPREP_BIN:-}" ] && [ "$cargo_rc" -eq 0 ] && [ -x "$bin" ]; then
     DSPREP_BIN="$(cd "$(dirname "$bin")" && pwd)/dsprep"
     export DSPREP_BIN
 fi
+
+# --- Slurm job array (issue #14): a one-node cluster on localhost; installs slurm-wlm + munge
+# when missing (~1 min). Exit 77 = could not run here (said why); under CI=true it fails instead.
+slurm_rc=0
+if [ -n "${DSPREP_BIN:-}" ]; then
+    phase "slurm job array" bash tests/slurm/run.sh || slurm_rc=$?
+else
+    echo "SLURM TEST NOT RUN: no dsprep binary (cargo test failed)"
+    slurm_rc=1
+fi
+if [ "$slurm_rc" -eq 77 ]; then
+    echo "WARNING: the Slurm job-array test did not run on this machine (reason above)"
+    slurm_rc=0
+fi
+# --- end Slurm
 
 # The Python loader (python/): built into the venv with pip (maturin; CI builds the extension
 # with the dev profile, a third of the release build's time) and tested on the CPU with NumPy.
@@ -70,5 +86,9 @@ fi
 if [ "$cargo_rc" -ne 0 ]; then
     echo "FAILED: cargo test --release exited $cargo_rc"
     exit "$cargo_rc"
+fi
+if [ "$slurm_rc" -ne 0 ]; then
+    echo "FAILED: the Slurm job-array test (tests/slurm/run.sh) exited $slurm_rc"
+    exit "$slurm_rc"
 fi
 exit "$pytest_rc"

@@ -3,6 +3,7 @@
 
 pub mod convert;
 pub mod index;
+pub mod merge;
 pub mod presize;
 pub mod progress;
 pub mod verify;
@@ -41,5 +42,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Index(args) => index::run(&args),
         Command::Presize(args) => presize::run(&args),
         Command::VerifyThroughput(args) => verify_throughput::run(&args),
+        Command::Merge(args) => merge::run(&args),
     }
 }

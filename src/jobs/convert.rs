@@ -5,17 +5,18 @@
 //! count. Each finished shard is recorded in the manifest at once (atomically), which is what
 //! `--resume` trusts.
 
-use super::outdir::{OutputDir, OutputMode, LABEL_MAP_FILE};
+use super::outdir::{OutputMode, LABEL_MAP_FILE};
 use super::record::{sample_to_record, ImageOutcome, JobContext};
-use super::shard_loop::{run_shards, still_intact, Cancel};
-use super::{pool, JobError, Progress};
+use super::shard_loop::{run_shards_with, still_intact, Cancel};
+use super::tasks::{ConvertTarget, TaskSlice};
+use super::{deal, pool, JobError, Progress};
 use crate::dataset::paths::Root;
 use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
 use crate::shard::atomic::write_atomic;
 use crate::shard::format::{shard_stem, ShardFormat};
 use crate::shard::manifest::{
-    label_map_pbtxt, CategoryEntry, Counts, FolderManifest, LabelMode, Manifest, ManifestOptions,
-    ShardEntry, SplitEntry, MANIFEST_FORMAT_VERSION,
+    label_map_pbtxt, CategoryEntry, Counts, DealOptions, FolderManifest, LabelMode, Manifest,
+    ManifestOptions, ShardEntry, SplitEntry, MANIFEST_FORMAT_VERSION,
 };
 use crate::shard::writer::{
     create_lmdb_sink_with, create_tfrecord_sink_with, ShardInfo, ShardSink, SinkOptions,
@@ -56,6 +57,10 @@ pub struct ConvertSpec {
     pub threads: usize,
     /// Largest input file read; larger ones are skipped (named, with the reason).
     pub max_image_bytes: u64,
+    /// Task mode (`--tasks`): write only this task's shards and its part of the manifest.
+    pub tasks: Option<TaskSlice>,
+    /// `--shuffle` / `--shard-multiple`.
+    pub deal: DealOptions,
 }
 
 /// What a convert run did.
@@ -67,9 +72,11 @@ pub struct ConvertOutcome {
     pub seconds: f64,
     /// Entries `--overwrite` left in the folder because dsprep did not write them.
     pub left_alone: Vec<String>,
+    /// The task this run was (task mode): `manifest` is then its part's, with its shards only.
+    pub task: Option<TaskSlice>,
 }
 
-/// One shard's work: the images `i ≡ shard (mod n)` of a split, in input order.
+/// One shard's work: the images dealt to it ([`super::deal`]), in record order.
 struct ShardJob {
     split: usize,
     stem: String,
@@ -79,7 +86,12 @@ struct ShardJob {
 pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome, JobError> {
     let started = Instant::now();
     let pool = pool(spec.threads)?;
-    let out_dir = OutputDir::open(&spec.out_dir, spec.output_mode)?;
+    let out_dir = ConvertTarget::open(
+        &spec.out_dir,
+        spec.output_mode,
+        spec.tasks,
+        &manifest_options(spec),
+    )?;
     let out = out_dir.path();
 
     let mut datasets = Vec::with_capacity(spec.splits.len());
@@ -109,16 +121,20 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
     };
 
     let mut jobs = Vec::new();
+    let mut plan = Vec::new();
     for (si, (split, (ds, sha))) in spec.splits.iter().zip(&datasets).enumerate() {
         if spec.strict {
             strict_parse_check(split, ds)?;
         }
-        let n = shard_count(spec.shard_target, split, ds);
-        for s in 0..n {
+        let base = shard_count(spec.shard_target, split, ds);
+        let n = deal::shard_total(base, ds.len(), spec.deal.shard_multiple, &split.name)?;
+        plan.push((split.name.clone(), n));
+        let order = deal::order(ds.len(), spec.deal.shuffle_seed);
+        for s in (0..n).filter(|&s| out_dir.owns(s)) {
             jobs.push(ShardJob {
                 split: si,
                 stem: shard_stem(&split.name, s, n),
-                images: shard_images(ds.len(), n, s).collect(),
+                images: deal::images_of(order.as_deref(), ds.len(), s, n),
             });
         }
         manifest.splits.push(SplitEntry {
@@ -135,7 +151,8 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
             shards: Vec::new(),
         });
     }
-    manifest.store(out)?;
+    out_dir.planned(&plan)?;
+    out_dir.store(&manifest)?;
 
     let label_of: HashMap<i64, (String, i64)> = categories
         .iter()
@@ -147,18 +164,19 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
             (c.id, (c.name.clone(), label))
         })
         .collect();
-    progress.total(datasets.iter().map(|d| d.0.len() as u64).sum());
+    // Every image is in exactly one job; a task has only its own shards' images.
+    progress.total(jobs.iter().map(|j| j.images.len() as u64).sum());
     let roots: Vec<Root> = spec
         .splits
         .iter()
         .map(|s| Root::new(&s.images_dir))
         .collect();
     let shared = Mutex::new(manifest);
-    let finished = run_shards(
+    let finished = run_shards_with(
         &pool,
         &jobs,
         &shared,
-        out,
+        &|m| out_dir.store(m),
         |job| job.split,
         |job| {
             let e = reusable.get(&spec.format.shard_file(&job.stem))?;
@@ -193,21 +211,21 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
         split.counts = counts;
     }
     manifest.complete = true;
-    write_atomic(
-        &out.join(LABEL_MAP_FILE),
-        label_map_pbtxt(&categories).as_bytes(),
-        spec.durable,
-    )?;
-    if spec.durable {
-        manifest.store_durable(out)?;
-    } else {
-        manifest.store(out)?;
+    // In task mode `dsprep merge` writes the label map with the merged manifest.
+    if out_dir.task().is_none() {
+        write_atomic(
+            &out.join(LABEL_MAP_FILE),
+            label_map_pbtxt(&categories).as_bytes(),
+            spec.durable,
+        )?;
     }
+    out_dir.store_final(&manifest, spec.durable)?;
     Ok(ConvertOutcome {
         out_dir: out.to_path_buf(),
         manifest,
         seconds: started.elapsed().as_secs_f64(),
         left_alone: out_dir.left_alone().to_vec(),
+        task: out_dir.task(),
     })
 }
 
@@ -336,13 +354,6 @@ fn strict_parse_check(split: &SplitSource, ds: &CocoDataset) -> Result<(), JobEr
     Ok(())
 }
 
-/// The images of a split (indices into the annotation file's list) that shard `k` of `n`
-/// holds, in record order: `k, k + n, k + 2n, …` (round-robin, as the TF OD converter deals
-/// them). `verify` uses the same deal to name the image of a record it cannot read.
-pub fn shard_images(images: usize, n: usize, k: usize) -> impl Iterator<Item = usize> {
-    (k..images).step_by(n.max(1))
-}
-
 /// Shards for a split: by count, or by total input bytes over the target; never more shards
 /// than images (DALI rejects empty index files).
 fn shard_count(target: ShardTarget, split: &SplitSource, ds: &CocoDataset) -> usize {
@@ -407,6 +418,7 @@ fn manifest_options(spec: &ConvertSpec) -> ManifestOptions {
         decode_check: spec.decode_check,
         presize: spec.presize,
         presize_mode: Default::default(),
+        deal: spec.deal,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The work behind each command, usable without the CLI: `convert` (COCO → shards),
-//! `presize` (COCO folder or shard folder), `verify`, `index`. Each job takes a complete,
-//! typed spec built by [`crate::plan`], returns its outcome as data (manifest and report
-//! values), reports progress through [`Progress`], and never prints.
+//! `presize` (COCO folder or shard folder), `verify`, `index`, `merge` (task parts →
+//! manifest). Each job takes a complete, typed spec built by [`crate::plan`], returns its
+//! outcome as data (manifest and report values), reports progress through [`Progress`], and
+//! never prints.
 //!
 //! - [`outdir`]: the output folder (fresh / overwrite / resume / lock), once for every job.
 //! - [`record`]: reading one input image and turning a COCO sample into an OD record, shared
@@ -9,14 +10,20 @@
 //! - [`shard_loop`]: the parallel per-shard loop with cancel flag, resume reuse and a manifest
 //!   stored after every finished shard (`convert` and `presize` of a shard folder).
 //! - [`budget`]: the memory budget that bounds the decodes in flight.
+//! - [`tasks`]: task mode of `convert` (`--tasks M --task K`): which task this is, the shards
+//!   it owns, its locks and its part of the manifest; [`merge`] joins the parts.
+//! - [`deal`]: which images go to which shard, in which order (`--shuffle`, `--shard-multiple`).
 
 pub mod budget;
 pub mod convert;
+pub mod deal;
 pub mod index;
+pub mod merge;
 pub mod outdir;
 pub mod presize;
 pub mod record;
 pub mod shard_loop;
+pub mod tasks;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -32,6 +39,8 @@ pub enum JobError {
     Rescale(#[from] crate::dataset::rescale::RescaleError),
     #[error(transparent)]
     OutDir(#[from] outdir::OutDirError),
+    #[error(transparent)]
+    Task(#[from] tasks::TaskError),
     /// `--strict` found a problem; the text names the file and what is wrong.
     #[error("--strict: {0}")]
     Strict(String),

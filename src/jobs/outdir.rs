@@ -37,6 +37,8 @@ pub enum OutDirError {
     NotEmpty(PathBuf),
     #[error("{0}: another dsprep run is writing this folder (it holds the folder's lock); wait for it to finish or pick another folder")]
     Locked(PathBuf),
+    #[error("{path}: holds {entry:?}, which no task of a task-mode run writes; a task writes into an empty folder or one holding only other tasks' shards and parts (or pass --overwrite to replace dsprep's outputs there)")]
+    NotTaskOutput { path: PathBuf, entry: String },
     #[error("{out}: the output folder must not be the input folder, inside it, or contain it ({input}); pick a folder elsewhere")]
     Overlap { out: PathBuf, input: PathBuf },
     #[error("{path}: {source}")]
@@ -243,6 +245,68 @@ impl OutputDir {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Task mode (`convert --tasks`): many processes share one folder; see `jobs::tasks`.
+// ---------------------------------------------------------------------------------------------
+
+/// The mode of a task-mode run, from `--overwrite` and what the folder holds. Other tasks'
+/// outputs — the `dsprep-tasks/` folder and names following the shard naming of the splits being
+/// converted (finished or `.partial`) — do not make the folder "not empty"; anything else (a
+/// finished run's `manifest.json` included) needs `--overwrite`. `--resume` changes nothing
+/// here: a task always resumes from its own part.
+pub fn task_output_mode(
+    out: &Path,
+    overwrite: bool,
+    splits: &[String],
+) -> Result<OutputMode, OutDirError> {
+    if out.exists() && !out.is_dir() {
+        return Err(OutDirError::NotADir(out.to_path_buf()));
+    }
+    if overwrite {
+        return Ok(OutputMode::Overwrite);
+    }
+    if !out.is_dir() {
+        return Ok(OutputMode::Fresh);
+    }
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .map_err(io_err(out))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    // A finished run's manifest is the entry worth naming first.
+    names.sort_by_key(|n| (n != MANIFEST_FILE, n.clone()));
+    for name in names {
+        let base = name.strip_suffix(PARTIAL_SUFFIX).unwrap_or(&name);
+        let task_output = name == crate::shard::manifest::part::TASKS_DIR
+            || splits.iter().any(|s| is_split_shard_name(base, s));
+        if !task_output {
+            return Err(OutDirError::NotTaskOutput {
+                path: out.to_path_buf(),
+                entry: name,
+            });
+        }
+    }
+    Ok(OutputMode::Fresh)
+}
+
+/// Takes the folder's advisory lock without touching its contents: exclusive (`dsprep merge`,
+/// like [`OutputDir::open`]), or shared (every task of a task-mode run holds it, so tasks run
+/// together while a whole run or a merge is kept out). It is the same lock `open` takes, so
+/// the two exclude each other.
+pub fn lock_folder(path: &Path, shared: bool) -> Result<File, OutDirError> {
+    let lock = File::open(path).map_err(io_err(path))?;
+    let r = if shared {
+        lock.try_lock_shared()
+    } else {
+        lock.try_lock()
+    };
+    match r {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OutDirError::Locked(path.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(path)(e)),
+    }
+}
+
 /// What the manifest says dsprep wrote into its folder, as plain relative paths (anything
 /// absolute or with `..` is not ours to touch and is left out).
 fn written_by(m: &FolderManifest) -> Vec<PathBuf> {
@@ -280,21 +344,23 @@ fn is_shard_name(name: &str, previous: &Option<FolderManifest>) -> bool {
     let Some(FolderManifest::Shards(m)) = previous else {
         return false;
     };
-    m.splits.iter().any(|s| {
-        let prefix = format!("{}-", format::portable_name(&s.name));
-        let Some(rest) = name.strip_prefix(&prefix) else {
-            return false;
-        };
-        let stem = ShardFormat::Tfrecord
-            .stem_of(rest)
-            .or_else(|| ShardFormat::Lmdb.stem_of(rest))
-            .or_else(|| rest.strip_suffix(format::INDEX_SUFFIX));
-        stem.is_some_and(|st| {
-            let b = st.as_bytes();
-            b.len() == 14
-                && b[5..9] == *b"-of-"
-                && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
-        })
+    m.splits.iter().any(|s| is_split_shard_name(name, &s.name))
+}
+
+/// Whether `name` follows the shard naming of split `split`
+/// (`<split>-NNNNN-of-NNNNN.{tfrecord,idx,lmdb}`).
+fn is_split_shard_name(name: &str, split: &str) -> bool {
+    let prefix = format!("{}-", format::portable_name(split));
+    let Some(rest) = name.strip_prefix(&prefix) else {
+        return false;
+    };
+    let stem = ShardFormat::Tfrecord
+        .stem_of(rest)
+        .or_else(|| ShardFormat::Lmdb.stem_of(rest))
+        .or_else(|| rest.strip_suffix(format::INDEX_SUFFIX));
+    stem.is_some_and(|st| {
+        let b = st.as_bytes();
+        b.len() == 14 && b[5..9] == *b"-of-" && b[..5].iter().chain(&b[9..]).all(u8::is_ascii_digit)
     })
 }
 
@@ -320,7 +386,7 @@ fn remove_inside(root: &Path, rel: &Path) -> Result<(), OutDirError> {
 }
 
 /// Removes a file, a folder (an LMDB shard, an image folder) or a symbolic link (as a link).
-fn remove_entry(path: &Path) -> Result<(), OutDirError> {
+pub(crate) fn remove_entry(path: &Path) -> Result<(), OutDirError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -405,6 +471,7 @@ mod tests {
                 decode_check: false,
                 presize: None,
                 presize_mode: Default::default(),
+                deal: Default::default(),
             },
             categories: vec![],
             splits: vec![SplitEntry {

@@ -9,6 +9,7 @@
 
 use super::JobError;
 use crate::shard::manifest::{Manifest, ShardEntry};
+use crate::shard::ShardError;
 use rayon::prelude::*;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,6 +65,35 @@ where
     R: Fn(&T) -> Option<Finished<X>> + Sync,
     W: Fn(&T, &Cancel) -> Result<Option<Finished<X>>, JobError> + Sync,
 {
+    run_shards_with(
+        pool,
+        tasks,
+        manifest,
+        &|m| m.store(out),
+        split_of,
+        reuse,
+        work,
+    )
+}
+
+/// [`run_shards`], storing the manifest after every finished shard with `store` instead of as
+/// `out/manifest.json` (a task of a task-mode run stores its part).
+pub fn run_shards_with<T, X, S, R, W>(
+    pool: &rayon::ThreadPool,
+    tasks: &[T],
+    manifest: &Mutex<Manifest>,
+    store: &(dyn Fn(&Manifest) -> Result<(), ShardError> + Sync),
+    split_of: S,
+    reuse: R,
+    work: W,
+) -> Result<Vec<Finished<X>>, JobError>
+where
+    T: Sync,
+    X: Send,
+    S: Fn(&T) -> usize + Sync,
+    R: Fn(&T) -> Option<Finished<X>> + Sync,
+    W: Fn(&T, &Cancel) -> Result<Option<Finished<X>>, JobError> + Sync,
+{
     let cancel = Cancel::default();
     let results: Vec<Result<Option<Finished<X>>, JobError>> = pool.install(|| {
         tasks
@@ -87,7 +117,7 @@ where
                 if let Some(split) = m.splits.get_mut(split_of(task)) {
                     split.shards.push(done.0.clone());
                 }
-                if let Err(e) = m.store(out) {
+                if let Err(e) = store(&m) {
                     cancel.set();
                     return Err(e.into());
                 }
@@ -134,6 +164,7 @@ mod tests {
                 decode_check: false,
                 presize: None,
                 presize_mode: Default::default(),
+                deal: Default::default(),
             },
             categories: vec![],
             splits: (0..splits)

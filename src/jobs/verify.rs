@@ -5,7 +5,7 @@
 //! map), with `decode` a full decode checked against the recorded size. Each problem names the
 //! shard, the byte offset, the record number and, where it can be known, the image.
 
-use super::convert::shard_images;
+use super::deal;
 use super::{pool, JobError};
 use crate::dataset::{load_coco_hashed, ImageEntry};
 use crate::shard::checksum::checksum_file;
@@ -396,7 +396,7 @@ fn check_payload(
 
 /// Names the image of every problem that has a record number but no image (the record could
 /// not be read): record `r` of shard `k` of a split is the `r`-th image of that shard's deal
-/// ([`crate::jobs::convert::shard_images`]) that was not skipped. Needs the split's annotation
+/// ([`crate::jobs::deal`], with the manifest's shuffle seed) that was not skipped. Needs the split's annotation
 /// file as it was converted: it is read only when its SHA-256 still matches the manifest's.
 fn name_unreadable_records(
     manifest: &Manifest,
@@ -422,6 +422,7 @@ fn name_unreadable_records(
             continue;
         }
         let n = split.shards.len();
+        let order = deal::order(ds.len(), manifest.options.deal.shuffle_seed);
         for ((s_si, k, entry, _), check) in shards.iter().zip(checks.iter_mut()) {
             if *s_si != si {
                 continue;
@@ -433,7 +434,8 @@ fn name_unreadable_records(
                     .entry((note.file_name.as_str(), note.image_id))
                     .or_default() += 1;
             }
-            let records: Vec<&ImageEntry> = shard_images(ds.len(), n, *k)
+            let records: Vec<&ImageEntry> = deal::images_of(order.as_deref(), ds.len(), *k, n)
+                .into_iter()
                 .filter_map(|i| ds.images.get(i))
                 .filter(
                     |img| match skipped.get_mut(&(img.file_name.as_str(), img.id)) {
@@ -509,6 +511,7 @@ mod tests {
                 decode_check: false,
                 presize: None,
                 presize_mode: Default::default(),
+                deal: Default::default(),
             },
             categories: vec![CategoryEntry {
                 id: 1,

@@ -6,9 +6,10 @@ use super::{thread_count, PlanError};
 use crate::cli::{self, ConvertArgs};
 use crate::dataset;
 use crate::jobs::convert::{ConvertSpec, ShardTarget};
-use crate::jobs::outdir::{check_disjoint, output_mode};
+use crate::jobs::outdir::{check_disjoint, output_mode, task_output_mode};
+use crate::jobs::tasks::{parse_task_count, resolve};
 use crate::shard::format::ShardFormat;
-use crate::shard::manifest::LabelMode;
+use crate::shard::manifest::{DealOptions, LabelMode};
 
 /// A validated convert invocation: the job and how to show its result.
 #[derive(Debug, Clone)]
@@ -100,7 +101,23 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
             }
         }
     }
-    let output_mode = output_mode(&output, args.existing.overwrite, args.existing.resume)?;
+    if args.shard_multiple == Some(0) {
+        return Err(PlanError::ZeroShardMultiple);
+    }
+    // Task mode only when asked: a plain convert inside an array job stays a whole run.
+    let tasks = match &args.tasks {
+        None => None,
+        Some(m) => Some(resolve(parse_task_count(m)?, args.task, &|var| {
+            std::env::var(var).ok()
+        })?),
+    };
+    let output_mode = match tasks {
+        None => output_mode(&output, args.existing.overwrite, args.existing.resume)?,
+        Some(_) => {
+            let names: Vec<String> = splits.iter().map(|s| s.name.clone()).collect();
+            task_output_mode(&output, args.existing.overwrite, &names)?
+        }
+    };
     Ok(ConvertPlan {
         spec: ConvertSpec {
             splits,
@@ -118,6 +135,11 @@ pub fn plan_convert(args: &ConvertArgs) -> Result<ConvertPlan, PlanError> {
             output_mode,
             threads,
             max_image_bytes: parse_size(&args.max_image_bytes)?,
+            tasks,
+            deal: DealOptions {
+                shuffle_seed: args.shuffle,
+                shard_multiple: args.shard_multiple,
+            },
         },
         quiet: args.run.quiet,
         json: args.run.json,

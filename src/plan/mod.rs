@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod index;
+pub mod merge;
 pub mod presize;
 pub mod throughput;
 pub mod verify;
@@ -46,6 +47,10 @@ pub enum PlanError {
     InputAndAnnotations(PathBuf),
     #[error("--shards must be at least 1")]
     ZeroShards,
+    #[error("--shard-multiple must be at least 1")]
+    ZeroShardMultiple,
+    #[error(transparent)]
+    Task(#[from] crate::jobs::tasks::TaskIdError),
     #[error("--presize must be at least 1 pixel")]
     ZeroPresize,
     #[error("--threads must be at least 1")]

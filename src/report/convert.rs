@@ -1,6 +1,8 @@
 //! The `convert` summary: one Serialize struct for both the terminal table and `--json`.
 
 use crate::jobs::convert::ConvertOutcome;
+use crate::jobs::tasks::TaskSlice;
+use crate::shard::manifest::SplitEntry;
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -38,6 +40,31 @@ pub struct ConvertReport {
     /// them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub left_alone: Vec<String>,
+    /// Task mode: which task this was; the counts are then its shards' only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskSlice>,
+}
+
+impl SplitSummary {
+    /// A split's summary from its manifest entry.
+    pub fn of(s: &SplitEntry) -> Self {
+        SplitSummary {
+            name: s.name.clone(),
+            images: s.images,
+            records: s.counts.records,
+            skipped: s.counts.skipped,
+            reencoded: s.counts.reencoded.values().sum(),
+            without_annotations: s.counts.without_annotations,
+            size_mismatch: s.counts.size_mismatch,
+            boxes_kept: s.counts.boxes_kept,
+            boxes_clipped: s.counts.boxes_clipped,
+            boxes_dropped: s.counts.boxes_dropped_total(),
+            annotations_unknown_image: s.annotations_unknown_image,
+            annotations_unknown_category: s.annotations_unknown_category,
+            shards: s.shards.len() as u64,
+            bytes: s.shards.iter().map(|x| x.info.bytes).sum(),
+        }
+    }
 }
 
 impl ConvertReport {
@@ -47,21 +74,13 @@ impl ConvertReport {
             .manifest
             .splits
             .iter()
-            .map(|s| SplitSummary {
-                name: s.name.clone(),
-                images: s.images,
-                records: s.counts.records,
-                skipped: s.counts.skipped,
-                reencoded: s.counts.reencoded.values().sum(),
-                without_annotations: s.counts.without_annotations,
-                size_mismatch: s.counts.size_mismatch,
-                boxes_kept: s.counts.boxes_kept,
-                boxes_clipped: s.counts.boxes_clipped,
-                boxes_dropped: s.counts.boxes_dropped_total(),
-                annotations_unknown_image: s.annotations_unknown_image,
-                annotations_unknown_category: s.annotations_unknown_category,
-                shards: s.shards.len() as u64,
-                bytes: s.shards.iter().map(|x| x.info.bytes).sum(),
+            .map(|s| {
+                let mut sum = SplitSummary::of(s);
+                if o.task.is_some() {
+                    // A task went through its own shards' images only.
+                    sum.images = sum.records + sum.skipped;
+                }
+                sum
             })
             .collect();
         let mut r = ConvertReport::new(
@@ -71,6 +90,7 @@ impl ConvertReport {
             o.seconds,
         );
         r.left_alone = o.left_alone.clone();
+        r.task = o.task;
         r
     }
 
@@ -92,6 +112,7 @@ impl ConvertReport {
             images_per_sec: images as f64 / secs,
             mb_per_sec: bytes as f64 / 1e6 / secs,
             left_alone: Vec::new(),
+            task: None,
         }
     }
 
@@ -141,6 +162,13 @@ impl ConvertReport {
             self.output,
             self.format
         );
+        if let Some(task) = self.task {
+            let _ = writeln!(
+                t,
+                "task {} of {}: its shards and {}/dsprep-tasks/part-{:05}-of-{:05}.json; run `dsprep merge {}` once every task has finished",
+                task.index, task.count, self.output, task.index, task.count, self.output
+            );
+        }
         if !self.left_alone.is_empty() {
             let _ = writeln!(
                 t,

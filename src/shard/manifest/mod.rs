@@ -6,8 +6,11 @@
 //! `--resume` trusts, and a last time with `complete: true`. It holds no timestamps, so the same
 //! input and options give the same manifest.
 
+mod deal;
+pub mod part;
 mod presize;
 
+pub use deal::DealOptions;
 pub use presize::{PresizeManifest, PresizeManifestOptions, PresizeSplit, PRESIZE_MANIFEST_KIND};
 
 use super::format::{ShardFormat, ShardRef};
@@ -52,6 +55,9 @@ pub struct ManifestOptions {
     /// the default of `dsprep presize`), "shortest" = shorter side equal to it (never upscaled).
     #[serde(default, skip_serializing_if = "is_longest")]
     pub presize_mode: Fit,
+    /// `--shuffle` / `--shard-multiple` (absent from the JSON when unset).
+    #[serde(flatten)]
+    pub deal: DealOptions,
 }
 
 fn is_longest(f: &Fit) -> bool {
