@@ -1616,7 +1616,6 @@ fn presize_refuses_files_too_small_for_their_declared_size() {
 /// 20 masks declared 46000×46000 took 54 s of CPU for one 100×100 image. Required: work bounded
 /// by the real image … and the masks are handled or the image reported."
 #[test]
-#[ignore = "issue 11: presize resamples 20 RLE masks declared 46000x46000 at 23000x23000 for a 100x100 image (15-20+ s)"]
 fn presize_mask_work_is_bounded_by_the_image() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");
@@ -2228,7 +2227,6 @@ fn convert_resume_rederives_kept_shard_entries() {
 
 /// "`presize --resume` writes a manifest that differs from a clean run (required: identical)."
 #[test]
-#[ignore = "issue 11: presize --resume writes a manifest that differs from a clean run's (resumed counts)"]
 fn presize_resume_gives_the_clean_manifest() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");

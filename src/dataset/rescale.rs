@@ -341,6 +341,12 @@ fn rescale_segmentation(seg: &mut Value, s: &ImageScale) -> Result<SegKind, ()> 
             };
             let new_h = ((h as f64 * s.sy).round() as u64).max(1);
             let new_w = ((w as f64 * s.sx).round() as u64).max(1);
+            // A mask covers its whole image: one whose size is not the image's would come out
+            // at a size other than the new image's — wrong, and (for an absurd declared size)
+            // work out of all proportion to the image. Unreadable, like any other bad mask.
+            if (new_h, new_w) != (u64::from(s.height), u64::from(s.width)) {
+                return Err(());
+            }
             let out = resample_rle(&counts, h, w, new_h, new_w).ok_or(())?;
             let as_string = matches!(rle.get("counts"), Some(Value::String(_)));
             let counts_value = if as_string {
@@ -631,6 +637,15 @@ mod tests {
         rescale_annotation(&mut c, &s, &mut st);
         assert!(c.get("segmentation").is_none());
         assert_eq!(st.segmentations_unreadable, 1);
+        // A mask of another size than its image (here 46000x46000 on an 8x12 image): not
+        // resampled at that size (work out of all proportion), removed and counted.
+        let mut d = json!({"image_id": 1,
+            "segmentation": {"size": [46000, 46000], "counts": [1000, 5000, 46000u64 * 46000 - 6000]}});
+        let t = std::time::Instant::now();
+        rescale_annotation(&mut d, &s, &mut st);
+        assert!(t.elapsed().as_secs_f64() < 1.0);
+        assert!(d.get("segmentation").is_none());
+        assert_eq!(st.segmentations_unreadable, 2);
     }
 
     #[test]

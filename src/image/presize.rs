@@ -342,37 +342,29 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
     if needs_full_decode(&header) {
         return via_rgb(bytes, opts, Change::Converted);
     }
-    let orientation = header.orientation.unwrap_or(Orientation::Normal);
     let (dw, dh) = header.displayed_size();
-    let out = opts.target.output_size(dw, dh);
-    let change = match (out, orientation, opts.reencode) {
-        (Some(_), _, _) => Change::Resized,
-        (None, Orientation::Normal, false) => {
-            // Passed on as is: it must be whole (no decoder looks at it here).
-            parse_jpeg_header(bytes)?;
-            return Ok(Resized {
-                bytes: None,
-                change: None,
-                width: dw,
-                height: dh,
-                src_width: dw,
-                src_height: dh,
-                sx: 1.0,
-                sy: 1.0,
-                dct_denom: 0,
-            });
-        }
-        (None, Orientation::Normal, true) => Change::Reencoded,
-        (None, _, _) => Change::Oriented,
+    let JpegPlan::Rewrite {
+        change,
+        out: (ow, oh),
+        stored_out: (sw_out, sh_out),
+        orientation,
+        denom,
+    } = jpeg_plan(&header, opts)
+    else {
+        // Passed on as is: it must be whole (no decoder looks at it here).
+        parse_jpeg_header(bytes)?;
+        return Ok(Resized {
+            bytes: None,
+            change: None,
+            width: dw,
+            height: dh,
+            src_width: dw,
+            src_height: dh,
+            sx: 1.0,
+            sy: 1.0,
+            dct_denom: 0,
+        });
     };
-    let (ow, oh) = out.unwrap_or((dw, dh));
-    // Work in stored orientation until the output is small.
-    let (sw_out, sh_out) = if orientation.swaps_dimensions() {
-        (oh, ow)
-    } else {
-        (ow, oh)
-    };
-    let denom = choose_denom(header.width, header.height, sw_out, sh_out);
     let mut decoded = decode_scaled(bytes, denom, MAX_DECODE_PIXELS)?;
     for (p, e) in decoded.planes.iter_mut().zip(&decoded.extents) {
         replicate_edges(p, *e);
@@ -406,6 +398,64 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
         sx: f64::from(ow) / f64::from(dw),
         sy: f64::from(oh) / f64::from(dh),
         dct_denom: decoded.denom,
+    })
+}
+
+/// What [`presize_image`] does with a JPEG its plane path reads, decided from the header alone.
+enum JpegPlan {
+    /// Within the limit, upright, no re-encode asked: the input bytes are the output.
+    PassThrough,
+    Rewrite {
+        change: Change,
+        /// Output size as displayed, and in stored orientation (what is resized).
+        out: (u32, u32),
+        stored_out: (u32, u32),
+        orientation: Orientation,
+        /// DCT scaling denominator of the decode.
+        denom: u32,
+    },
+}
+
+fn jpeg_plan(header: &super::jpeg_header::JpegHeader, opts: &PresizeOptions) -> JpegPlan {
+    let orientation = header.orientation.unwrap_or(Orientation::Normal);
+    let (dw, dh) = header.displayed_size();
+    let out = opts.target.output_size(dw, dh);
+    let change = match (out, orientation, opts.reencode) {
+        (Some(_), _, _) => Change::Resized,
+        (None, Orientation::Normal, false) => return JpegPlan::PassThrough,
+        (None, Orientation::Normal, true) => Change::Reencoded,
+        (None, _, _) => Change::Oriented,
+    };
+    let (ow, oh) = out.unwrap_or((dw, dh));
+    // Work in stored orientation until the output is small.
+    let stored_out = if orientation.swaps_dimensions() {
+        (oh, ow)
+    } else {
+        (ow, oh)
+    };
+    JpegPlan::Rewrite {
+        change,
+        out: (ow, oh),
+        stored_out,
+        orientation,
+        denom: choose_denom(header.width, header.height, stored_out.0, stored_out.1),
+    }
+}
+
+/// The DCT scaling denominator [`presize_image`] decodes `bytes` at (0: passed through, 1:
+/// full size), from the header alone: what `--resume` records for an image an earlier run
+/// finished, so the manifest is the one a clean run writes.
+pub fn planned_denom(bytes: &[u8], opts: &PresizeOptions) -> Result<u32, ImageError> {
+    if sniff(bytes) != ImageFormat::Jpeg {
+        return Ok(1);
+    }
+    let header = parse_jpeg_header_until_scan(bytes)?;
+    if needs_full_decode(&header) {
+        return Ok(1);
+    }
+    Ok(match jpeg_plan(&header, opts) {
+        JpegPlan::PassThrough => 0,
+        JpegPlan::Rewrite { denom, .. } => denom,
     })
 }
 
@@ -551,6 +601,29 @@ mod tests {
         mean_close(&img, 350, 50, [40, 200, 40]);
         mean_close(&img, 50, 200, [40, 40, 220]);
         mean_close(&img, 350, 200, [230, 230, 40]);
+    }
+
+    #[test]
+    fn planned_denom_is_the_denom_presize_uses() {
+        let opts = |size, reencode| PresizeOptions {
+            target: Target::longest(size),
+            quality: 90,
+            reencode,
+        };
+        for (src, size, reencode) in [
+            (jpeg(1600, 1000), 400, false),
+            (jpeg(1600, 1000), 100, false),
+            (jpeg(1600, 1000), 2000, false),
+            (jpeg(300, 200), 2000, true),
+        ] {
+            let o = opts(size, reencode);
+            let r = presize_image(&src, &o).unwrap();
+            assert_eq!(
+                planned_denom(&src, &o).unwrap(),
+                r.dct_denom,
+                "{size} {reencode}"
+            );
+        }
     }
 
     #[test]

@@ -33,7 +33,7 @@ impl AtomicFile {
     /// Starts `path` (its folder must exist); a stale partial file of a crashed run is replaced.
     pub fn create(path: &Path) -> Result<AtomicFile, ShardError> {
         let partial = partial_path(path);
-        let file = File::create(&partial).map_err(io_err(&partial))?;
+        let file = create_fresh(&partial)?;
         Ok(AtomicFile {
             path: path.to_path_buf(),
             partial,
@@ -106,6 +106,23 @@ impl Drop for AtomicFile {
     }
 }
 
+/// Creates `path` as a new, empty file: whatever was there under that name (a stale partial of
+/// a crashed run, or a symbolic link someone left) is removed first — as a link, never
+/// followed — and the file is created exclusively, so no write of dsprep ever goes through a
+/// link to somewhere else.
+pub fn create_fresh(path: &Path) -> Result<File, ShardError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(io_err(path))?,
+        Ok(_) => std::fs::remove_file(path).map_err(io_err(path))?,
+        Err(_) => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(io_err(path))
+}
+
 /// Writes `bytes` to `path` atomically (see the module docs).
 pub fn write_atomic(path: &Path, bytes: &[u8], durable: bool) -> Result<(), ShardError> {
     let mut f = AtomicFile::create(path)?;
@@ -147,6 +164,18 @@ mod tests {
         drop(f);
         assert!(!dir.path().join("a.txt.partial").exists());
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
+    }
+
+    #[test]
+    fn a_link_under_the_partial_name_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let p = dir.path().join("m.json");
+        std::os::unix::fs::symlink(&victim, dir.path().join("m.json.partial")).unwrap();
+        write_atomic(&p, b"{}", false).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&p).unwrap(), b"{}");
     }
 
     #[test]

@@ -113,8 +113,12 @@ impl LmdbSink {
     ) -> Result<Self, ShardError> {
         let name = ShardFormat::Lmdb.shard_file(stem);
         let partial = partial_path(&dir.join(&name));
-        if partial.exists() {
-            std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?;
+        // A stale partial folder of a crashed run, or anything else under that name (a link is
+        // removed as a link, never followed).
+        match std::fs::symlink_metadata(&partial) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&partial).map_err(io_err(&partial))?,
+            Ok(_) => std::fs::remove_file(&partial).map_err(io_err(&partial))?,
+            Err(_) => {}
         }
         std::fs::create_dir(&partial).map_err(io_err(&partial))?;
         let env = Environment::new()

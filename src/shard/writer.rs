@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::sync_dir;
+use super::atomic::{create_fresh, sync_dir};
 use super::crc::masked_crc32c_parts;
 use super::format::{partial_path, ShardFormat, LMDB_DATA_FILE};
 use super::index::write_index_line;
@@ -188,18 +188,12 @@ impl TfRecordSink {
         let data_partial = partial_path(&dir.join(&file_name));
         let index_partial = partial_path(&dir.join(&index_name));
         // `create` truncates a stale partial file from a crashed run.
-        let data = File::create(&data_partial).map_err(|source| ShardError::Io {
-            path: data_partial.clone(),
-            source,
-        })?;
-        let index = match File::create(&index_partial) {
+        let data = create_fresh(&data_partial)?;
+        let index = match create_fresh(&index_partial) {
             Ok(f) => f,
-            Err(source) => {
+            Err(e) => {
                 let _ = std::fs::remove_file(&data_partial);
-                return Err(ShardError::Io {
-                    path: index_partial,
-                    source,
-                });
+                return Err(e);
             }
         };
         Ok(TfRecordSink {

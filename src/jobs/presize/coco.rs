@@ -15,7 +15,9 @@ use crate::dataset::paths::{join_inside, Root};
 use crate::dataset::rescale::{rewrite_coco_file, ImagePlan, ImageScale};
 use crate::dataset::{load_coco, ImageEntry, SplitSource};
 use crate::image::jpeg_header::parse_jpeg_header;
-use crate::image::presize::{memory_estimate, presize_image, Change};
+use crate::image::presize::{
+    memory_estimate, planned_denom, presize_image, Change, PresizeOptions,
+};
 use crate::jobs::budget::Budget;
 use crate::jobs::outdir::{OutputDir, OutputMode};
 use crate::jobs::record::{annotation_frame, read_input};
@@ -283,7 +285,7 @@ fn presize_one(
     };
     if resume && dst.is_file() {
         if let Ok(src_path) = root.resolve(&img.file_name) {
-            if let Some(done) = resumed(&src_path, &dst) {
+            if let Some(done) = resumed(&src_path, &dst, &spec.options) {
                 return Ok(done);
             }
         }
@@ -319,7 +321,7 @@ fn presize_one(
 
 /// An image finished by an earlier run (complete: it only gets its name by rename). Sizes come
 /// from the two headers; `None` (redo it) when either does not parse.
-fn resumed(src: &Path, dst: &Path) -> Option<Outcome> {
+fn resumed(src: &Path, dst: &Path, opts: &PresizeOptions) -> Option<Outcome> {
     let out = std::fs::read(dst).ok()?;
     let input = std::fs::read(src).ok()?;
     let (ow, oh) = parse_jpeg_header(&out).ok()?.displayed_size();
@@ -345,6 +347,7 @@ fn resumed(src: &Path, dst: &Path) -> Option<Outcome> {
         bytes_in: input.len() as u64,
         bytes_out: out.len() as u64,
         resumed: true,
-        dct_denom: 0,
+        // What the clean run decoded at, so the manifest does not depend on the resume.
+        dct_denom: planned_denom(&input, opts).ok()?,
     })
 }

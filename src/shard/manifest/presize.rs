@@ -44,7 +44,9 @@ pub struct PresizeSplit {
     pub passed_through: u64,
     /// Within the limit but rotated (EXIF), converted (PNG/CMYK/...) or re-encoded on request.
     pub rewritten_same_size: u64,
-    /// Kept from an earlier interrupted run (`--resume`).
+    /// Kept from an earlier interrupted run (`--resume`). A fact about the run, not the
+    /// output: not written, so a resumed output's manifest is the one a clean run writes.
+    #[serde(skip)]
     pub resumed: u64,
     pub failed: u64,
     pub bytes_in: u64,
