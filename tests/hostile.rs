@@ -2197,7 +2197,6 @@ fn index_refuses_non_regular_files() {
 /// re-deriving them (edit a finished shard's `skipped` list in the manifest, resume, assert the
 /// final manifest equals a clean run's)."
 #[test]
-#[ignore = "issue 11: convert --resume copies a kept shard's (edited) manifest entry instead of re-deriving it"]
 fn convert_resume_rederives_kept_shard_entries() {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("in");

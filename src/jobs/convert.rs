@@ -9,17 +9,18 @@ use super::outdir::{OutputMode, LABEL_MAP_FILE};
 use super::record::{sample_to_record, ImageOutcome, JobContext};
 use super::shard_loop::{run_shards_with, still_intact, Cancel};
 use super::tasks::{ConvertTarget, TaskSlice};
-use super::{deal, pool, JobError, Progress};
+use super::{deal, pool, JobError, NoProgress, Progress};
 use crate::dataset::paths::Root;
 use crate::dataset::{load_coco_hashed, CocoDataset, SplitSource};
 use crate::shard::atomic::write_atomic;
-use crate::shard::format::{shard_stem, ShardFormat};
+use crate::shard::format::{shard_stem, ShardFormat, ShardRef};
 use crate::shard::manifest::{
     label_map_pbtxt, CategoryEntry, Counts, DealOptions, FolderManifest, LabelMode, Manifest,
     ManifestOptions, ShardEntry, SplitEntry, MANIFEST_FORMAT_VERSION,
 };
 use crate::shard::writer::{
-    create_lmdb_sink_with, create_tfrecord_sink_with, ShardInfo, ShardSink, SinkOptions,
+    create_lmdb_sink_with, create_tfrecord_sink_with, CompareSink, ShardInfo, ShardSink,
+    SinkOptions,
 };
 use rayon::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -178,12 +179,10 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
         &shared,
         &|m| out_dir.store(m),
         |job| job.split,
-        |job| {
-            let e = reusable.get(&spec.format.shard_file(&job.stem))?;
-            progress.add(e.counts.records + e.counts.skipped, e.info.bytes);
-            Some((e.clone(), ()))
-        },
+        // Kept shards are re-derived by `write_shard`, not taken from the earlier manifest.
+        |_| None,
         |job, cancel| {
+            let kept = reusable.get(&spec.format.shard_file(&job.stem));
             let ds = &datasets[job.split].0;
             let ctx = JobContext {
                 images: &roots[job.split],
@@ -192,7 +191,7 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
                 decode_check: spec.decode_check,
                 presize: spec.presize,
             };
-            Ok(write_shard(spec, out, &ctx, ds, job, progress, cancel)?.map(|e| (e, ())))
+            Ok(write_shard(spec, out, &ctx, ds, job, kept, progress, cancel)?.map(|e| (e, ())))
         },
     )?;
     let mut manifest = shared.into_inner().map_err(|_| JobError::Panicked)?;
@@ -230,16 +229,40 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
 }
 
 /// Converts the images of one shard and finishes it under its final name; `None` when another
-/// shard failed first (the partial files are removed).
+/// shard failed first (the partial files are removed). With `kept` (resume: a shard an earlier
+/// run finished, its bytes intact), the images are processed and compared with that shard's
+/// records instead: when they are the same, the shard stays as it is and its entry is the one
+/// derived now (never the one read back from the manifest); else it is written again.
+#[allow(clippy::too_many_arguments)]
 fn write_shard(
     spec: &ConvertSpec,
     out: &std::path::Path,
     ctx: &JobContext<'_>,
     ds: &CocoDataset,
     job: &ShardJob,
+    kept: Option<&ShardEntry>,
     progress: &dyn Progress,
     cancel: &Cancel,
 ) -> Result<Option<ShardEntry>, JobError> {
+    if let Some(kept) = kept {
+        let shard = ShardRef {
+            path: out.join(&kept.info.file),
+            format: spec.format,
+            index: None,
+        };
+        if let Some(mut same) = CompareSink::of(&shard) {
+            let Some(mut entry) = fill_shard(spec, ctx, ds, job, &mut same, progress, cancel)?
+            else {
+                return Ok(None);
+            };
+            if same.matched() {
+                entry.info = kept.info.clone();
+                return Ok(Some(entry));
+            }
+        }
+        // Not the shard this run writes (images or options changed): written again.
+        return write_shard(spec, out, ctx, ds, job, None, &NoProgress, cancel);
+    }
     let opts = SinkOptions {
         durable: spec.durable,
     };
@@ -247,6 +270,29 @@ fn write_shard(
         ShardFormat::Tfrecord => create_tfrecord_sink_with(out, &job.stem, opts)?,
         ShardFormat::Lmdb => create_lmdb_sink_with(out, &job.stem, opts)?,
     };
+    let Some(mut entry) = fill_shard(spec, ctx, ds, job, sink.as_mut(), progress, cancel)? else {
+        return Ok(None); // dropping the sink removes the partial files
+    };
+    if entry.counts.records > 0 {
+        entry.info = sink.finish()?;
+    }
+    // Else every image of this shard was skipped: no files (DALI rejects an empty index); the
+    // entry still carries the skipped images, and dropping the sink removes its partials.
+    Ok(Some(entry))
+}
+
+/// Turns the shard's images into records appended to `sink`, a window at a time, and returns
+/// the shard's entry (its `info` names the file; the caller fills in the rest); `None` when
+/// another shard failed first.
+fn fill_shard(
+    spec: &ConvertSpec,
+    ctx: &JobContext<'_>,
+    ds: &CocoDataset,
+    job: &ShardJob,
+    sink: &mut dyn ShardSink,
+    progress: &dyn Progress,
+    cancel: &Cancel,
+) -> Result<Option<ShardEntry>, JobError> {
     let mut entry = ShardEntry {
         info: ShardInfo {
             file: spec.format.shard_file(&job.stem),
@@ -263,7 +309,7 @@ fn write_shard(
     };
     for window in job.images.chunks(WINDOW) {
         if cancel.is_set() {
-            return Ok(None); // dropping the sink removes the partial files
+            return Ok(None);
         }
         let outcomes: Vec<ImageOutcome> = window
             .par_iter()
@@ -283,11 +329,6 @@ fn write_shard(
             account(&mut entry, o);
         }
     }
-    if entry.counts.records > 0 {
-        entry.info = sink.finish()?;
-    }
-    // Else every image of this shard was skipped: no files (DALI rejects an empty index); the
-    // entry still carries the skipped images, and dropping the sink removes its partials.
     Ok(Some(entry))
 }
 

@@ -90,6 +90,63 @@ pub fn create_lmdb_sink_with(
     Ok(Box::new(super::lmdb::LmdbSink::create(dir, stem, opts)?))
 }
 
+/// A sink that writes nothing and checks that the records appended are exactly those of an
+/// existing shard, in order (`--resume`: an interrupted run's shard is kept only if this run
+/// would write the same records, whatever its manifest entry says).
+pub struct CompareSink {
+    /// XXH3-64 of each payload of the existing shard.
+    expected: Vec<u64>,
+    next: usize,
+    same: bool,
+}
+
+impl CompareSink {
+    /// Reads the existing shard; `None` when any of it cannot be read (then it is not kept).
+    pub fn of(shard: &super::format::ShardRef) -> Option<CompareSink> {
+        let mut expected = Vec::new();
+        let mut readable = true;
+        super::source::read_records(
+            shard,
+            super::source::ReadMode::Sequential,
+            &mut Vec::new(),
+            &mut |r| {
+                expected.push(xxhash_rust::xxh3::xxh3_64(r.payload));
+                super::source::Flow::Continue
+            },
+            &mut |_| readable = false,
+        );
+        readable.then_some(CompareSink {
+            expected,
+            next: 0,
+            same: true,
+        })
+    }
+
+    /// Whether everything appended so far matched, and all of the existing shard was matched.
+    pub fn matched(&self) -> bool {
+        self.same && self.next == self.expected.len()
+    }
+}
+
+impl ShardSink for CompareSink {
+    fn append_parts(&mut self, parts: &[&[u8]]) -> Result<(), ShardError> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for p in parts {
+            h.update(p);
+        }
+        self.same &= self.expected.get(self.next) == Some(&h.digest());
+        self.next += 1;
+        Ok(())
+    }
+
+    fn finish(self: Box<Self>) -> Result<ShardInfo, ShardError> {
+        Err(ShardError::Io {
+            path: PathBuf::new(),
+            source: io::Error::other("a compare sink writes no shard"),
+        })
+    }
+}
+
 /// Re-hashes a finished shard (for `--resume`): `info_file` is [`ShardInfo::file`]; for an LMDB
 /// directory its `data.mdb` is hashed, as at write time.
 pub fn shard_checksum(dir: &Path, info_file: &str) -> Result<String, ShardError> {
