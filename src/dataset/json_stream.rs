@@ -75,22 +75,17 @@ impl<R: Read> JsonStream<R> {
         self.pos = 0;
         let old = self.buf.len();
         // An element longer than a chunk doubles the read, so re-parsing it from its start
-        // costs O(its length) in total, not O(length² / chunk).
-        self.buf.resize(old + self.chunk.max(old), 0);
-        let mut filled = old;
-        while filled < self.buf.len() {
-            match self.src.read(&mut self.buf[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(StreamError::Io(e)),
-            }
+        // costs O(its length) in total, not O(length² / chunk). The buffer grows with what is
+        // read (a small file never gets a chunk-sized buffer).
+        let want = self.chunk.max(old) as u64;
+        let n = (&mut self.src)
+            .take(want)
+            .read_to_end(&mut self.buf)
+            .map_err(StreamError::Io)?;
+        if (n as u64) < want {
+            self.eof = true;
         }
-        self.buf.truncate(filled);
-        Ok(filled > old || !self.eof)
+        Ok(n > 0 || !self.eof)
     }
 
     /// Skips a UTF-8 byte-order mark at the very start (Windows tools write one; JSON forbids it).

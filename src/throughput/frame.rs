@@ -22,6 +22,9 @@ pub fn frame_of(jpeg: &[u8]) -> Result<Frame, String> {
         return Err("not a JPEG (no start-of-image marker)".into());
     }
     let h = parse_jpeg_header_until_scan(jpeg).map_err(|e| e.to_string())?;
+    // The declared size is checked before it sizes any device allocation (pixel limit, one
+    // bit per 8x8 block), as on every CPU path.
+    crate::image::decode::check_declared_size(&h, jpeg.len()).map_err(|e| e.to_string())?;
     if h.height == 0 {
         return Err(format!(
             "frame size {}x0 (height from a DNL marker is not supported)",
@@ -111,5 +114,15 @@ mod tests {
         for n in 0..full.len() {
             let _ = frame_of(&full[..n]);
         }
+    }
+
+    #[test]
+    fn a_declared_size_the_bytes_cannot_hold_is_refused_before_any_allocation() {
+        let mut j = encode(64, 64, false);
+        // Patch the SOF0 frame size to 16000x16000: 500 kB needed, far more than the file.
+        let sof = j.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        j[sof + 5..sof + 9].copy_from_slice(&[0x3E, 0x80, 0x3E, 0x80]);
+        let e = frame_of(&j).unwrap_err();
+        assert!(e.contains("fewer bytes than the declared size"), "{e}");
     }
 }
