@@ -66,9 +66,16 @@ pub fn record_key(n: u64) -> Option<[u8; KEY_DIGITS]> {
 }
 
 fn lmdb_err(path: &Path, what: &str, e: ::lmdb::Error) -> ShardError {
+    // liblmdb turns a failed write of its pages into EIO, so a full disk reads as an I/O error.
+    let hint = match e {
+        ::lmdb::Error::Other(5) => {
+            " (liblmdb reports a full output disk this way too: check its free space)"
+        }
+        _ => "",
+    };
     ShardError::Lmdb {
         path: path.to_path_buf(),
-        message: format!("{what}: {e}"),
+        message: format!("{what}: {e}{hint}"),
     }
 }
 
