@@ -47,13 +47,12 @@ pub trait Decoder: Send {
     fn fence(&mut self, slot: usize) -> Result<(), GpuError>;
 }
 
-/// Decodes with the `image` crate (zune-jpeg) into interleaved RGB8: (pixels, width, height).
+/// Decodes on the CPU into interleaved RGB8: (pixels, width, height). The strict reference
+/// decoder ([`crate::image::decode_rgb8`]): corrupt data, and scan data that ends before the
+/// last block, are errors (a record then counts as undecodable), as on every CPU path.
 pub fn cpu_decode_rgb8(data: &[u8]) -> Result<(Vec<u8>, u32, u32), String> {
-    let img = image::load_from_memory_with_format(data, image::ImageFormat::Jpeg)
-        .map_err(|e| format!("CPU decoder: {e}"))?;
-    let rgb = img.to_rgb8();
-    let (w, h) = rgb.dimensions();
-    Ok((rgb.into_raw(), w, h))
+    let img = crate::image::decode_rgb8(data).map_err(|e| format!("CPU decoder: {e}"))?;
+    Ok((img.data, img.width, img.height))
 }
 
 /// Per-slot fence events of one decoder, shared with the assembler.
