@@ -13,7 +13,7 @@
 // The CPU reference (src/throughput/preprocess.rs) implements the same arithmetic in the same order;
 // tests compare the two. Keep them in step.
 
-// Must match `ImageDesc` in src/gpu/ffi/preprocess.rs (repr(C), 48 bytes).
+// Must match `ImageDesc` in src/gpu/ffi/preprocess.rs (repr(C), 64 bytes).
 struct ImageDesc {
     unsigned long long src_offset;  // byte offset of the image in the decode arena
     int src_w;                      // decoded width in pixels
@@ -26,10 +26,49 @@ struct ImageDesc {
     int flags;                      // bit 0: mirror horizontally; bit 1: no image (fill with pad)
     int reserved0;
     int reserved1;
+    float hsv[3];                   // HSV jitter gains (hue, saturation, value), with FLAG_HSV
+    float reserved2;
 };
 
 #define FLAG_FLIP 1
 #define FLAG_EMPTY 2
+#define FLAG_HSV 4
+
+// YOLO's HSV jitter on one RGB pixel (0..255), in OpenCV's 8-bit HSV ranges (hue 0..180):
+// hue * gain mod 180, saturation and value * gain clipped to 0..255. The CPU reference is
+// src/throughput/hsv.rs (same arithmetic, same order).
+__device__ __forceinline__ void hsv_jitter(float* rgb, const float* gains) {
+    float r = rgb[0], g = rgb[1], b = rgb[2];
+    float v = fmaxf(fmaxf(r, g), b);
+    float mn = fminf(fminf(r, g), b);
+    float delta = v - mn;
+    float s = v > 0.0f ? 255.0f * delta / v : 0.0f;
+    float h;
+    if (delta <= 0.0f) h = 0.0f;
+    else if (v == r) h = 60.0f * (g - b) / delta;
+    else if (v == g) h = 120.0f + 60.0f * (b - r) / delta;
+    else h = 240.0f + 60.0f * (r - g) / delta;
+    if (h < 0.0f) h += 360.0f;
+    h = h * 0.5f;
+    float h2 = h * gains[0];
+    h2 = h2 - 180.0f * floorf(h2 / 180.0f);
+    float s2 = fminf(fmaxf(s * gains[1], 0.0f), 255.0f);
+    float v2 = fminf(fmaxf(v * gains[2], 0.0f), 255.0f);
+    float sat = s2 / 255.0f;
+    float hh = (h2 * 2.0f) / 60.0f;
+    float sector = floorf(hh);
+    float f = hh - sector;
+    float p = v2 * (1.0f - sat);
+    float q = v2 * (1.0f - sat * f);
+    float t = v2 * (1.0f - sat * (1.0f - f));
+    int k = (int)sector;
+    if (k == 0) { rgb[0] = v2; rgb[1] = t; rgb[2] = p; }
+    else if (k == 1) { rgb[0] = q; rgb[1] = v2; rgb[2] = p; }
+    else if (k == 2) { rgb[0] = p; rgb[1] = v2; rgb[2] = t; }
+    else if (k == 3) { rgb[0] = p; rgb[1] = q; rgb[2] = v2; }
+    else if (k == 4) { rgb[0] = t; rgb[1] = p; rgb[2] = v2; }
+    else { rgb[0] = v2; rgb[1] = p; rgb[2] = q; }
+}
 
 __device__ __forceinline__ float tri_filter(float x) {
     x = fabsf(x);
@@ -103,6 +142,7 @@ __device__ __forceinline__ void pixel(const unsigned char* __restrict__ arena,
         rgb[1] = pad;
         rgb[2] = pad;
     }
+    if (d.flags & FLAG_HSV) hsv_jitter(rgb, d.hsv);
 }
 
 extern "C" __global__ void preprocess_f32(const unsigned char* __restrict__ arena,

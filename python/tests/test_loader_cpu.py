@@ -88,6 +88,28 @@ def test_flip_mirrors_the_canvas_and_pads_with_114(shards):
     assert not np.allclose(first["images"][i, :, S // 2, :], pad, atol=1e-3)
 
 
+def test_hsv_jitter_is_seeded_keeps_boxes_and_greys_stay_grey(shards):
+    plain = list(loader(shards["tfrecord"], shuffle=False, dtype="float32"))
+    a = list(loader(shards["tfrecord"], shuffle=False, dtype="float32", hsv=(0.015, 0.7, 0.4), seed=5))
+    b = list(loader(shards["tfrecord"], shuffle=False, dtype="float32", hsv=(0.015, 0.7, 0.4), seed=5))
+    c = list(loader(shards["tfrecord"], shuffle=False, dtype="float32", hsv=(0.015, 0.7, 0.4), seed=6))
+    changed = 0
+    for p, x, y, z in zip(plain, a, b, c):
+        np.testing.assert_array_equal(x["images"], y["images"])  # same seed, same jitter
+        assert not np.array_equal(x["images"], z["images"])
+        for k in ("boxes", "labels", "num_boxes", "image_ids", "scale", "pad"):
+            np.testing.assert_array_equal(x[k], p[k], err_msg=k)
+        changed += int(not np.allclose(x["images"], p["images"], atol=1e-3))
+        # Letterbox padding is grey: with no hue and no saturation it stays grey (the value
+        # gain scales it), as in YOLO, which jitters the whole letterboxed canvas.
+        for i in range(x["images"].shape[0]):
+            py = int(p["pad"][i, 1])
+            if py > 0:
+                top = x["images"][i, :, :py, :]
+                assert np.allclose(top[0], top[1], atol=1e-5) and np.allclose(top[1], top[2], atol=1e-5)
+    assert changed == len(plain)
+
+
 def test_mean_std_and_bgr(shards):
     a = next(iter(loader(shards["tfrecord"], shuffle=False, dtype="float32")))
     b = next(iter(loader(shards["tfrecord"], shuffle=False, dtype="float32", bgr=True,

@@ -49,6 +49,17 @@ def test_torch_tensors_on_the_device_equal_the_cpu_batch(shards):
         print(f"{decoders}: GPU vs CPU max {worst:.1f} levels")
 
 
+def test_hsv_jitter_on_the_gpu_equals_the_cpu_reference(shards):
+    kw = dict(seed=4, flip=0.5, dtype="float32", hsv=(0.015, 0.7, 0.4))
+    g = list(gpu(shards["tfrecord"], decoders="hw", **kw))
+    c = list(cpu(shards["tfrecord"], **kw))
+    for x, y in zip(g, c):
+        d = np.abs(x["images"].cpu().numpy() - y["images"])
+        # The decoders' few levels, times at most the value gain (1.4).
+        assert d.mean() * 255 < 1.5, d.mean() * 255
+        assert d.max() * 255 < 36, d.max() * 255
+
+
 def test_stream_correctness_on_a_side_stream(shards):
     # decoders="hw": each image always goes to the same decoder, so runs are bit-identical
     # (with "both", timing decides which decoder takes an image; their pixels differ slightly).

@@ -22,6 +22,8 @@ pub struct PlannedItem {
     /// Record number in the shard.
     pub number: u64,
     pub flip: bool,
+    /// HSV jitter gains ([`crate::throughput::hsv`]); identity when jitter is off.
+    pub hsv: [f32; 3],
     /// A repeat that fills the last batches (`drop_last=False`): marked `is_pad`.
     pub repeat: bool,
 }

@@ -27,6 +27,7 @@ pub mod feed;
 pub mod frame;
 pub mod geometry;
 pub mod gpu;
+pub mod hsv;
 pub mod loader;
 pub mod meter;
 pub mod multi;

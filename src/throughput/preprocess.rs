@@ -7,7 +7,7 @@
 //! plain bilinear with edge clamping.
 
 use super::config::ResizeMode;
-pub use crate::gpu::ffi::preprocess::{ImageDesc, FLAG_EMPTY, FLAG_FLIP};
+pub use crate::gpu::ffi::preprocess::{ImageDesc, FLAG_EMPTY, FLAG_FLIP, FLAG_HSV};
 
 /// Where a `w`×`h` image lands in the `side`×`side` output: (x0, y0, width, height); the rule
 /// is [`super::geometry::Geometry`]'s (YOLO's letterbox, rounding half to even).
@@ -149,11 +149,14 @@ pub fn preprocess_image<T: OutElem>(
             let cy = y as i32 - d.dst_y0;
             let inside =
                 d.flags & FLAG_EMPTY == 0 && cx >= 0 && cy >= 0 && cx < d.dst_w && cy < d.dst_h;
-            let rgb = if inside {
+            let mut rgb = if inside {
                 sample(src, d, cx, cy)
             } else {
                 [n.pad; 3]
             };
+            if d.flags & FLAG_HSV != 0 {
+                rgb = super::hsv::apply(rgb, d.hsv);
+            }
             let v0 = (rgb[0] - n.mean[0]) * n.inv_std[0];
             let v1 = (rgb[1] - n.mean[1]) * n.inv_std[1];
             let v2 = (rgb[2] - n.mean[2]) * n.inv_std[2];
@@ -181,6 +184,8 @@ pub fn describe(offset: u64, w: u32, h: u32, side: u32, mode: ResizeMode, flip: 
         flags: if flip { FLAG_FLIP } else { 0 },
         reserved0: 0,
         reserved1: 0,
+        hsv: super::hsv::IDENTITY,
+        reserved2: 0.0,
     }
 }
 
@@ -328,5 +333,41 @@ mod tests {
         assert!((out[0].to_f32() - want).abs() < 2e-3);
         let mut short = vec![0f32; 10];
         assert!(preprocess_image(&img, &d, 4, &n, &mut short).is_err());
+    }
+
+    #[test]
+    fn hsv_flag_jitters_every_output_pixel_padding_included() {
+        let (w, h) = (6u32, 3u32);
+        let src: Vec<u8> = (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let n = Normalize::imagenet(false);
+        let side = 8;
+        let plain_d = describe(0, w, h, side, ResizeMode::Letterbox, false);
+        let mut plain = vec![0f32; 3 * 64];
+        preprocess_image(&src, &plain_d, side, &n, &mut plain).unwrap();
+        // Identity gains: the same output.
+        let mut d = plain_d;
+        d.flags |= FLAG_HSV;
+        let mut same = vec![0f32; 3 * 64];
+        preprocess_image(&src, &d, side, &n, &mut same).unwrap();
+        assert!(plain.iter().zip(&same).all(|(a, b)| (a - b).abs() < 1e-4));
+        // Other gains: each pixel is hsv::apply of the plain pixel (in 0..255, before
+        // normalising), the padding rows too.
+        d.hsv = [1.01, 0.4, 1.3];
+        let mut jit = vec![0f32; 3 * 64];
+        preprocess_image(&src, &d, side, &n, &mut jit).unwrap();
+        let un = |v: f32, c: usize| v / n.inv_std[c] + n.mean[c];
+        for i in 0..64 {
+            let px = [un(plain[i], 0), un(plain[64 + i], 1), un(plain[128 + i], 2)];
+            let want = crate::throughput::hsv::apply(px, d.hsv);
+            for c in 0..3 {
+                let got = un(jit[c * 64 + i], c);
+                assert!(
+                    (got - want[c]).abs() < 1e-2,
+                    "pixel {i} channel {c}: {got} vs {}",
+                    want[c]
+                );
+            }
+        }
+        assert!(plain.iter().zip(&jit).any(|(a, b)| (a - b).abs() > 1e-2));
     }
 }

@@ -12,9 +12,9 @@ use cudarc::driver::{CudaFunction, CudaModule, CudaStream, LaunchConfig, PushKer
 use std::sync::Arc;
 
 /// Per-image descriptor read by the kernel; layout must match `struct ImageDesc` in
-/// kernels/preprocess.cu (48 bytes, no padding surprises: one u64 then ten i32).
+/// kernels/preprocess.cu (64 bytes, no padding surprises: one u64, ten i32, four f32).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ImageDesc {
     pub src_offset: u64,
     pub src_w: i32,
@@ -27,14 +27,20 @@ pub struct ImageDesc {
     pub flags: i32,
     pub reserved0: i32,
     pub reserved1: i32,
+    /// HSV jitter gains (hue, saturation, value), applied with [`FLAG_HSV`]
+    /// (see `crate::throughput::hsv`).
+    pub hsv: [f32; 3],
+    pub reserved2: f32,
 }
 
 /// Mirror the image horizontally.
 pub const FLAG_FLIP: i32 = 1;
 /// No image: the block is filled with the padding value (undecodable records).
 pub const FLAG_EMPTY: i32 = 2;
+/// Jitter the colours by `hsv` (the whole canvas, padding included).
+pub const FLAG_HSV: i32 = 4;
 /// Bytes of one descriptor on the device.
-pub const DESC_BYTES: usize = 48;
+pub const DESC_BYTES: usize = 64;
 
 impl ImageDesc {
     /// The descriptor as the bytes the kernel reads.
@@ -55,6 +61,10 @@ impl ImageDesc {
         ];
         for (i, v) in ints.iter().enumerate() {
             b[8 + 4 * i..12 + 4 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        let floats = [self.hsv[0], self.hsv[1], self.hsv[2], self.reserved2];
+        for (i, v) in floats.iter().enumerate() {
+            b[48 + 4 * i..52 + 4 * i].copy_from_slice(&v.to_le_bytes());
         }
         b
     }
@@ -261,12 +271,16 @@ mod tests {
             flags: 8,
             reserved0: 0,
             reserved1: 0,
+            hsv: [1.5, 0.25, 2.0],
+            reserved2: 0.0,
         };
         assert_eq!(std::mem::size_of::<ImageDesc>(), DESC_BYTES);
         let b = d.to_bytes();
         assert_eq!(&b[..8], &0x0102030405060708u64.to_le_bytes());
         assert_eq!(i32::from_le_bytes(b[8..12].try_into().unwrap()), 1);
         assert_eq!(i32::from_le_bytes(b[36..40].try_into().unwrap()), 8);
+        assert_eq!(f32::from_le_bytes(b[48..52].try_into().unwrap()), 1.5);
+        assert_eq!(f32::from_le_bytes(b[56..60].try_into().unwrap()), 2.0);
     }
 
     #[test]

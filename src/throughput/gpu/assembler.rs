@@ -12,7 +12,7 @@ use crate::gpu::kernels::Kernels;
 use crate::gpu::GpuError;
 use crate::throughput::config::{DType, ResizeMode};
 use crate::throughput::feed::{replacements, Delivered};
-use crate::throughput::preprocess::{describe, ImageDesc, FLAG_EMPTY};
+use crate::throughput::preprocess::{describe, ImageDesc, FLAG_EMPTY, FLAG_HSV};
 use crate::throughput::read::BadRecord;
 use crate::throughput::PipelineError;
 use std::collections::{BTreeMap, VecDeque};
@@ -36,6 +36,10 @@ pub(super) fn descriptors(
             let mut d = describe(it.arena_off, it.width, it.height, side, resize, it.flip);
             if failed.contains(&i) {
                 d.flags |= FLAG_EMPTY;
+            }
+            if it.hsv != crate::throughput::hsv::IDENTITY {
+                d.hsv = it.hsv;
+                d.flags |= FLAG_HSV;
             }
             d
         })
@@ -289,9 +293,16 @@ mod tests {
             shard: 0,
             offset: 0,
             flip,
+            hsv: crate::throughput::hsv::IDENTITY,
             hw: true,
         };
-        let items = [item(0, 64, 32, false), item(6144, 10, 20, true)];
+        let mut items = [item(0, 64, 32, false), item(6144, 10, 20, true)];
+        items[1].hsv = [1.01, 0.5, 1.2];
+        let with_hsv = descriptors(&items, &[], 16, ResizeMode::Letterbox);
+        assert_eq!(with_hsv[0].flags & FLAG_HSV, 0);
+        assert_eq!(with_hsv[1].flags & FLAG_HSV, FLAG_HSV);
+        assert_eq!(with_hsv[1].hsv, [1.01, 0.5, 1.2]);
+        items[1].hsv = crate::throughput::hsv::IDENTITY;
         let d = descriptors(&items, &[0], 16, ResizeMode::Letterbox);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].flags, FLAG_EMPTY);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 /// One image of a batch: where its JPEG bytes are staged, where it decodes to, where it came
 /// from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct Item {
     pub jpeg_off: usize,
     pub jpeg_len: usize,
@@ -29,6 +29,8 @@ pub(super) struct Item {
     /// Where a problem with it is reported ([`crate::throughput::BadRecord::offset`]).
     pub offset: u64,
     pub flip: bool,
+    /// HSV jitter gains ([`crate::throughput::hsv`]).
+    pub hsv: [f32; 3],
     /// The header says the hardware engines take it.
     pub hw: bool,
 }

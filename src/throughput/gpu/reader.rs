@@ -73,6 +73,7 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), Pipelin
                 shard: p.shard,
                 offset,
                 flip: p.flip,
+                hsv: p.hsv,
                 hw: false,
             };
             match got {
@@ -190,6 +191,7 @@ fn shard_reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
                     shard: si as u32,
                     offset: r.offset,
                     flip: sh.schedule.flip(epoch, si, r.number),
+                    hsv: crate::throughput::hsv::IDENTITY,
                     hw: frame.hardware,
                 });
                 f.bytes += len as u64;

@@ -170,6 +170,7 @@ mod tests {
                 shard: 0,
                 number: id as u64,
                 flip,
+                hsv: crate::throughput::hsv::IDENTITY,
                 repeat,
             },
             ann: Annotations {

@@ -162,7 +162,11 @@ fn fill<T: OutElem + Send>(
                     let (px, w, h) = cpu_decode_rgb8(jpeg)?;
                     info.ann = ann;
                     info.frame = (w, h);
-                    let d = describe(0, w, h, cfg.side, cfg.resize, p.flip);
+                    let mut d = describe(0, w, h, cfg.side, cfg.resize, p.flip);
+                    if p.hsv != crate::throughput::hsv::IDENTITY {
+                        d.hsv = p.hsv;
+                        d.flags |= crate::throughput::preprocess::FLAG_HSV;
+                    }
                     preprocess_image(&px, &d, cfg.side, norm, block)
                 });
             match got {

@@ -241,11 +241,9 @@ impl Loader {
             world: rank.world,
             drop_last: opts.drop_last,
             flip: opts.flip,
+            hsv: opts.hsv,
         };
         let mut warnings = Vec::new();
-        if opts.hsv.is_some() {
-            warnings.push("hsv jitter is not implemented yet: images are not jittered".into());
-        }
         let (choice, ordinal) = match opts.device {
             DeviceRequest::Auto => (DeviceChoice::Auto, rank.local),
             DeviceRequest::Cuda(n) => (DeviceChoice::Gpu, n.unwrap_or(rank.local)),

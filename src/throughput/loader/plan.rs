@@ -10,6 +10,7 @@
 //! permutation (marked `repeat`, the batch dict's `is_pad`), so every record appears.
 
 use crate::throughput::feed::{BatchPlan, PlannedItem};
+use crate::throughput::hsv;
 
 /// What every epoch's plan is made from.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +25,8 @@ pub struct PlanSpec {
     pub drop_last: bool,
     /// Probability that a slot is flipped.
     pub flip: f64,
+    /// HSV jitter maxima (hue, saturation, value), when jitter is on.
+    pub hsv: Option<[f32; 3]>,
 }
 
 impl PlanSpec {
@@ -85,6 +88,8 @@ pub struct EpochPlan {
 
 /// Salt of the flip decisions.
 const FLIP: u64 = 1;
+/// Salts of the three HSV gains' uniform numbers.
+const HSV: [u64; 3] = [2, 3, 4];
 
 impl EpochPlan {
     pub fn new(spec: PlanSpec, epoch: u64) -> Self {
@@ -136,6 +141,13 @@ impl BatchPlan for EpochPlan {
                     number,
                     flip: self.spec.flip > 0.0
                         && unit(self.spec.seed, self.epoch, slot, FLIP) < self.spec.flip,
+                    hsv: match self.spec.hsv {
+                        Some(max) => hsv::gains(
+                            max,
+                            HSV.map(|salt| unit(self.spec.seed, self.epoch, slot, salt)),
+                        ),
+                        None => hsv::IDENTITY,
+                    },
                     repeat: slot >= n,
                 }
             })
@@ -158,6 +170,7 @@ mod tests {
             world,
             drop_last,
             flip: 0.5,
+            hsv: None,
         }
     }
 
@@ -222,6 +235,19 @@ mod tests {
         assert!(all(&EpochPlan::new(s.clone(), 0)).iter().all(|i| i.flip));
         s.flip = 0.0;
         assert!(all(&EpochPlan::new(s.clone(), 0)).iter().all(|i| !i.flip));
+        // HSV gains: identity when off; seeded, in range, differing between slots when on.
+        assert!(all(&EpochPlan::new(s.clone(), 0))
+            .iter()
+            .all(|i| i.hsv == hsv::IDENTITY));
+        let mut on = s.clone();
+        on.hsv = Some([0.015, 0.7, 0.4]);
+        let a = all(&EpochPlan::new(on.clone(), 3));
+        assert_eq!(a, all(&EpochPlan::new(on.clone(), 3)));
+        assert!(a
+            .iter()
+            .all(|i| (i.hsv[1] - 1.0).abs() <= 0.7 && (i.hsv[2] - 1.0).abs() <= 0.4));
+        assert!(a.windows(2).any(|w| w[0].hsv != w[1].hsv));
+        assert_ne!(a, all(&EpochPlan::new(on, 4)));
         s.shuffle = false;
         let p = EpochPlan::new(s, 0);
         assert_eq!(
@@ -230,6 +256,7 @@ mod tests {
                 shard: 0,
                 number: 10,
                 flip: false,
+                hsv: hsv::IDENTITY,
                 repeat: false
             }
         );
