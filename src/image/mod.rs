@@ -9,6 +9,7 @@
 
 pub mod decode;
 pub mod exif;
+pub mod fast_decode;
 pub mod jpeg_header;
 pub mod prepare;
 pub mod sniff;

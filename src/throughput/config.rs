@@ -167,7 +167,7 @@ pub struct PipelineConfig {
     /// Length of one meter interval.
     pub interval_s: f64,
     pub readers: usize,
-    /// Decode threads of the CPU pipeline.
+    /// Decode threads of the CPU pipeline (default: one per core; the readers mostly wait).
     pub cpu_threads: usize,
     /// Seed of the random horizontal flips ([`super::schedule::flip_for`]).
     pub seed: u64,
@@ -200,7 +200,7 @@ impl PipelineConfig {
             warmup_s: 2.0,
             interval_s: 0.5,
             readers,
-            cpu_threads: cores.saturating_sub(readers).max(1),
+            cpu_threads: cores,
             seed: 0,
             gpu: GpuTuning::with_defaults(0, cores, readers),
         }
@@ -256,7 +256,7 @@ mod tests {
         let c = PipelineConfig::with_defaults("d".into(), Vec::new(), 16);
         assert_eq!(
             (c.batch, c.side, c.readers, c.cpu_threads),
-            (256, 640, 2, 14)
+            (256, 640, 2, 16)
         );
         assert_eq!(
             (c.gpu.hw_workers, c.gpu.cuda_workers, c.gpu.slots),
@@ -264,7 +264,7 @@ mod tests {
         );
         assert_eq!(c.stop.budget_s(c.warmup_s), Some(12.0));
         let c = PipelineConfig::with_defaults("d".into(), Vec::new(), 2);
-        assert_eq!((c.readers, c.cpu_threads, c.gpu.cuda_workers), (1, 1, 1));
+        assert_eq!((c.readers, c.cpu_threads, c.gpu.cuda_workers), (1, 2, 1));
         assert_eq!(default_cuda_workers(200, 2, 1), 48);
         assert_eq!(Stop::Epochs(1).budget_s(2.0), None);
     }

@@ -1,20 +1,24 @@
 //! The CPU pipeline (`--device cpu`, and the fallback when no GPU/driver/nvJPEG is found):
-//! reader threads read records into owned batches; a rayon pool decodes each image with the CPU
-//! decoder and writes it through the same preprocessing (the kernel's CPU reference) into one
-//! contiguous `[B, 3, S, S]` tensor, reused across batches. The calling thread runs the batches
-//! and ticks the meter between them.
+//! reader threads read records into batches; a rayon pool of one thread per core runs the fast
+//! path ([`super::fast`]: libjpeg-turbo decode, DCT-scaled when the output is much smaller,
+//! SIMD resize, fused normalise/flip/CHW) for every image straight into one contiguous
+//! `[B, 3, S, S]` tensor, reused across batches. The calling thread runs the batches and ticks
+//! the meter between them.
+//!
+//! Steady state allocates nothing per image: batches (and each record's JPEG buffer) go back to
+//! the readers once processed, and every decode thread keeps its own buffers.
 
 use super::config::{DType, PipelineConfig};
-use super::decoders::cpu_decode_rgb8;
+use super::fast::{self, Target};
 use super::meter::{add_since, BadList, Counters, Meter};
-use super::preprocess::{self, describe, preprocess_image, Normalize, FLAG_EMPTY};
+use super::preprocess::OutElem;
 use super::read::{read_jpegs, BadRecord};
 use super::schedule::Schedule;
 use super::{Event, PipelineError, RunResult};
 use crate::shard::source::Flow;
 use rayon::prelude::*;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One record waiting in a batch.
@@ -24,6 +28,9 @@ struct Rec {
     offset: u64,
     flip: bool,
 }
+
+/// Processed batches, back for the readers to refill (their records' buffers included).
+type Spares = Mutex<Vec<Vec<Rec>>>;
 
 /// Runs the CPU pipeline.
 pub fn run(
@@ -39,16 +46,21 @@ pub fn run(
     let bad = BadList::new(1000);
     let schedule = Schedule::new(&cfg.shards, cfg.stop, cfg.seed);
     let (tx, rx) = mpsc::sync_channel::<Vec<Rec>>(2);
+    let spares: Spares = Mutex::new(Vec::new());
     let per_image = 3 * (cfg.side as usize).pow(2);
-    let norm = cfg.normalize();
+    let target = Target {
+        side: cfg.side,
+        mode: cfg.resize,
+        norm: cfg.normalize(),
+    };
     let mut out = Tensor::new(cfg.dtype, cfg.batch * per_image);
     let mut meter = Meter::start(cfg.interval_s, cfg.stop.budget_s(cfg.warmup_s));
     let mut finished_at = 0.0;
     std::thread::scope(|s| {
         for _ in 0..cfg.readers.max(1) {
             let tx = tx.clone();
-            let (schedule, counters, bad) = (&schedule, &counters, &bad);
-            s.spawn(move || reader(cfg, schedule, counters, bad, tx));
+            let (schedule, counters, bad, spares) = (&schedule, &counters, &bad, &spares);
+            s.spawn(move || reader(cfg, schedule, counters, bad, spares, tx));
         }
         drop(tx);
         loop {
@@ -60,7 +72,10 @@ pub fn run(
                     counters
                         .starved_ns
                         .fetch_add(w.elapsed().as_nanos() as u64, SeqCst);
-                    run_batch(cfg, &pool, &mut out, &norm, &batch, &counters, &bad);
+                    run_batch(cfg, &pool, &mut out, &target, &batch, &counters, &bad);
+                    if let Ok(mut sp) = spares.lock() {
+                        sp.push(batch);
+                    }
                     false
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
@@ -80,6 +95,45 @@ pub fn run(
     Ok(counters.result(device, meter.finish(finished_at), &bad, epochs))
 }
 
+/// Hands out batch vectors and records for a reader, reusing processed ones.
+struct Refill<'a> {
+    spares: &'a Spares,
+    recs: Vec<Rec>,
+    cap: usize,
+}
+
+impl Refill<'_> {
+    /// An empty batch (a processed one when there is one; its records are kept for reuse).
+    fn batch(&mut self) -> Vec<Rec> {
+        let old = self.spares.lock().ok().and_then(|mut sp| sp.pop());
+        match old {
+            Some(mut v) => {
+                self.recs.append(&mut v);
+                v
+            }
+            None => Vec::with_capacity(self.cap),
+        }
+    }
+
+    /// A record holding a copy of `jpeg`, in a reused buffer when there is one.
+    fn rec(&mut self, jpeg: &[u8], shard: usize, offset: u64, flip: bool) -> Rec {
+        match self.recs.pop() {
+            Some(mut r) => {
+                r.jpeg.clear();
+                r.jpeg.extend_from_slice(jpeg);
+                (r.shard, r.offset, r.flip) = (shard, offset, flip);
+                r
+            }
+            None => Rec {
+                jpeg: jpeg.to_vec(),
+                shard,
+                offset,
+                flip,
+            },
+        }
+    }
+}
+
 /// A reader thread: whole shards from the schedule, records into batches of `cfg.batch`,
 /// handed over once the shard is read (the last partial batch when the schedule ends).
 fn reader(
@@ -87,10 +141,16 @@ fn reader(
     schedule: &Schedule<'_>,
     counters: &Counters,
     bad: &BadList,
+    spares: &Spares,
     tx: mpsc::SyncSender<Vec<Rec>>,
 ) {
     let mut buf = Vec::new();
-    let mut cur: Vec<Rec> = Vec::with_capacity(cfg.batch);
+    let mut refill = Refill {
+        spares,
+        recs: Vec::new(),
+        cap: cfg.batch,
+    };
+    let mut cur: Vec<Rec> = refill.batch();
     'shards: while let Some((epoch, si)) = schedule.next() {
         let Some(shard) = schedule.shard(si) else {
             break;
@@ -104,14 +164,11 @@ fn reader(
                 if schedule.halted() {
                     return Flow::Stop;
                 }
-                cur.push(Rec {
-                    jpeg: r.jpeg.to_vec(),
-                    shard: si,
-                    offset: r.offset,
-                    flip: schedule.flip(epoch, si, r.number),
-                });
+                let flip = schedule.flip(epoch, si, r.number);
+                cur.push(refill.rec(r.jpeg, si, r.offset, flip));
                 if cur.len() >= cfg.batch {
-                    full.push(std::mem::replace(&mut cur, Vec::with_capacity(cfg.batch)));
+                    let next = refill.batch();
+                    full.push(std::mem::replace(&mut cur, next));
                 }
                 Flow::Continue
             },
@@ -151,7 +208,7 @@ fn run_batch(
     cfg: &PipelineConfig,
     pool: &rayon::ThreadPool,
     out: &mut Tensor,
-    norm: &Normalize,
+    target: &Target,
     batch: &[Rec],
     counters: &Counters,
     bad: &BadList,
@@ -162,12 +219,12 @@ fn run_batch(
         Tensor::F32(o) => o
             .par_chunks_mut(per_image)
             .zip(batch.par_iter())
-            .map(|(out, r)| one(r, out, cfg, norm))
+            .map(|(out, r)| one(r, out, cfg, target))
             .collect(),
         Tensor::F16(o) => o
             .par_chunks_mut(per_image)
             .zip(batch.par_iter())
-            .map(|(out, r)| one(r, out, cfg, norm))
+            .map(|(out, r)| one(r, out, cfg, target))
             .collect(),
     });
     let busy = tp.elapsed().as_nanos() as u64;
@@ -201,27 +258,26 @@ fn run_batch(
 
 /// Decode + preprocess one record into its output block; Some(reason) when it cannot be used
 /// (the block is then filled with the padding value, as on the GPU).
-fn one<T: preprocess::OutElem>(
+fn one<T: OutElem>(
     r: &Rec,
     out: &mut [T],
     cfg: &PipelineConfig,
-    norm: &Normalize,
+    target: &Target,
 ) -> Option<String> {
-    match cpu_decode_rgb8(&r.jpeg) {
-        Ok((px, w, h)) => {
-            let d = describe(0, w, h, cfg.side, cfg.resize, r.flip);
-            if cfg.decode_only {
-                return None;
-            }
-            preprocess_image(&px, &d, cfg.side, norm, out).err()
-        }
+    if cfg.decode_only {
+        return fast::decode_only(&r.jpeg).err().map(|e| e.to_string());
+    }
+    match fast::preprocess_jpeg(
+        &r.jpeg,
+        target,
+        r.flip,
+        crate::throughput::hsv::IDENTITY,
+        out,
+    ) {
+        Ok(_) => None,
         Err(e) => {
-            if !cfg.decode_only {
-                let mut d = describe(0, 1, 1, cfg.side, cfg.resize, false);
-                d.flags |= FLAG_EMPTY;
-                let _ = preprocess_image(&[], &d, cfg.side, norm, out);
-            }
-            Some(e)
+            let _ = fast::pad_block(target, out);
+            Some(e.to_string())
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod config;
 pub mod cpu;
 pub mod decoders;
 pub mod device;
+pub mod fast;
 pub mod feed;
 pub mod frame;
 pub mod geometry;

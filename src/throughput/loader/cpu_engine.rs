@@ -1,17 +1,20 @@
 //! The loader on the CPU: a background thread walks the planned batches in order; each batch's
 //! records are read, decoded and preprocessed in parallel (rayon) straight into a lent host
-//! buffer with the CPU pipeline's decoder and the kernel's CPU reference, so CPU batches hold
-//! what the GPU's do (within the decoders' differences). Two batches are prepared ahead.
+//! buffer by the CPU pipeline's fast path ([`crate::throughput::fast`]: libjpeg-turbo, SIMD
+//! resize, fused normalise/flip/CHW), so CPU batches hold what the GPU's do within that path's
+//! stated tolerance (a level or two; boxes are identical, they come from the geometry). Two
+//! batches are prepared ahead; each thread reuses its record buffer and decode buffers.
 
 use super::host::{HostLease, HostRing, Pixels};
 use super::plan::EpochPlan;
 use crate::shard::random::RandomShard;
 use crate::throughput::config::PipelineConfig;
-use crate::throughput::decoders::cpu_decode_rgb8;
+use crate::throughput::fast::{self, Target};
 use crate::throughput::feed::{parse_record, replacements, BatchPlan, Delivered, ItemInfo};
 use crate::throughput::meter::Counters;
-use crate::throughput::preprocess::{describe, preprocess_image, Normalize, OutElem, FLAG_EMPTY};
+use crate::throughput::preprocess::OutElem;
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
@@ -19,6 +22,11 @@ use std::time::Duration;
 
 /// Batches prepared ahead of the consumer.
 const AHEAD: usize = 2;
+
+thread_local! {
+    /// A decode thread's record buffer, reused for every record it reads.
+    static RECORD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A pass in progress.
 pub struct CpuPass {
@@ -97,12 +105,16 @@ fn one_batch(
             None => std::thread::sleep(Duration::from_millis(1)),
         }
     };
-    let norm = cfg.normalize();
+    let target = Target {
+        side: cfg.side,
+        mode: cfg.resize,
+        norm: cfg.normalize(),
+    };
     let per = 3 * (cfg.side as usize).pow(2);
     let t = std::time::Instant::now();
     let outcomes: Vec<ItemOutcome> = pool.install(|| match lease.pixels_mut() {
-        Some(Pixels::F32(v)) => fill(cfg, &norm, shards, &planned, v, per),
-        Some(Pixels::F16(v)) => fill(cfg, &norm, shards, &planned, v, per),
+        Some(Pixels::F32(v)) => fill(&target, shards, &planned, v, per),
+        Some(Pixels::F16(v)) => fill(&target, shards, &planned, v, per),
         None => Vec::new(),
     });
     counters
@@ -138,8 +150,7 @@ fn one_batch(
 
 /// Reads, decodes and preprocesses every planned item into its block of `out`.
 fn fill<T: OutElem + Send>(
-    cfg: &PipelineConfig,
-    norm: &Normalize,
+    target: &Target,
     shards: &[RandomShard],
     planned: &[crate::throughput::feed::PlannedItem],
     out: &mut [T],
@@ -147,34 +158,29 @@ fn fill<T: OutElem + Send>(
 ) -> Vec<ItemOutcome> {
     out.par_chunks_mut(per)
         .zip(planned.par_iter())
-        .map_init(Vec::new, |buf, (block, p)| {
+        .map(|(block, p)| {
             let mut info = ItemInfo {
                 planned: *p,
                 ann: Default::default(),
                 frame: (0, 0),
             };
-            let got = shards
-                .get(p.shard as usize)
-                .ok_or_else(|| format!("no shard {}", p.shard))
-                .and_then(|s| s.read(p.number, buf))
-                .and_then(|payload| {
-                    let (jpeg, ann) = parse_record(payload)?;
-                    let (px, w, h) = cpu_decode_rgb8(jpeg)?;
-                    info.ann = ann;
-                    info.frame = (w, h);
-                    let mut d = describe(0, w, h, cfg.side, cfg.resize, p.flip);
-                    if p.hsv != crate::throughput::hsv::IDENTITY {
-                        d.hsv = p.hsv;
-                        d.flags |= crate::throughput::preprocess::FLAG_HSV;
-                    }
-                    preprocess_image(&px, &d, cfg.side, norm, block)
-                });
+            let got = RECORD.with(|buf| {
+                let mut buf = buf.borrow_mut();
+                let payload = shards
+                    .get(p.shard as usize)
+                    .ok_or_else(|| format!("no shard {}", p.shard))
+                    .and_then(|s| s.read(p.number, &mut buf))?;
+                let (jpeg, ann) = parse_record(payload)?;
+                let frame = fast::preprocess_jpeg(jpeg, target, p.flip, p.hsv, block)
+                    .map_err(|e| e.to_string())?;
+                info.ann = ann;
+                info.frame = frame;
+                Ok::<(), String>(())
+            });
             match got {
                 Ok(()) => (info, None),
                 Err(reason) => {
-                    let mut d = describe(0, 1, 1, cfg.side, cfg.resize, false);
-                    d.flags |= FLAG_EMPTY;
-                    let _ = preprocess_image(&[], &d, cfg.side, norm, block);
+                    let _ = fast::pad_block(target, block);
                     info.ann = Default::default();
                     info.frame = (0, 0);
                     (info, Some(reason))
