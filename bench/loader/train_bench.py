@@ -4,7 +4,8 @@
   train_bench.py SHARDS --coco COCO_DIR [--seconds 20] [--only dsprep,torch,synthetic,alone]
 
 Model: timm resnet18 at 640x640, bf16 autocast, channels_last, batch 256, SGD step per batch.
-Feeds: dsprep.Loader (letterbox, flip 0.5, float16), a PyTorch DataLoader with 16 workers
+Feeds: dsprep.Loader (letterbox, flip 0.5, float16), DALI 2.4 doing the same ('dali',
+'dali_alone': see dali_batches), a PyTorch DataLoader with 16 workers
 (Pillow decode + letterbox + flip + normalise, pinned memory), synthetic batches already on the
 GPU (the upper bound). 'alone': dsprep.Loader with no model (all decoders, all cores).
 For each: images/s over the measured window (after a warm-up), GPU utilisation sampled by
@@ -46,6 +47,23 @@ def tree_cpu_seconds():
         total += kids.get(p, (0, 0.0))[1]
         frontier.extend(c for c, (pp, _) in kids.items() if pp == p)
     return total
+
+
+def thread_cpu_seconds():
+    """CPU seconds of each thread of this process, summed by thread name with digits dropped
+    (reader-0, reader-1 -> reader-): who spends the cores."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                head, rest = f.read().rsplit(")", 1)
+            name = head.split("(", 1)[1].rstrip("0123456789")
+            parts = rest.split()
+            out[name] = out.get(name, 0.0) + (int(parts[11]) + int(parts[12])) / tick
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
 
 
 class GpuSampler:
@@ -100,6 +118,7 @@ def measure(name, batches, step, seconds, warmup=3.0):
         if t0 is None and now - started >= warmup:
             torch.cuda.synchronize()
             t0, c0, n = time.time(), tree_cpu_seconds(), 0
+            th0 = thread_cpu_seconds()
             sampler = GpuSampler().__enter__()
             continue
         if t0 is not None:
@@ -109,9 +128,12 @@ def measure(name, batches, step, seconds, warmup=3.0):
     torch.cuda.synchronize()
     wall = time.time() - t0
     cpu = tree_cpu_seconds() - c0
+    th1 = thread_cpu_seconds()
+    by_thread = sorted(((k, (v - th0.get(k, 0.0)) / wall) for k, v in th1.items()), key=lambda kv: -kv[1])
     sampler.__exit__()
     row = {"feed": name, "images_per_s": round(n / wall, 1), "gpu_util_pct": round(sampler.mean(), 1),
-           "cpu_cores": round(cpu / wall, 2), "seconds": round(wall, 1), "images": n}
+           "cpu_cores": round(cpu / wall, 2), "seconds": round(wall, 1), "images": n,
+           "cores_by_thread": {k: round(v, 2) for k, v in by_thread[:8] if v >= 0.01}}
     print(json.dumps(row), flush=True)
     return row
 
@@ -122,6 +144,52 @@ def dsprep_batches(shards, **kw):
     while True:
         for b in ld:
             yield b["images"]
+
+
+def dali_batches(shards, threads=16):
+    """DALI 2.4 doing the same work: TFRecord reader over our shards and .idx files (global
+    shuffle is not available: random_shuffle fills a buffer), mixed decoder on the hardware
+    engines (hw_decoder_load=1.0), letterbox (resize_longer + centred pad to 640 with 114),
+    random flip of images and boxes, normalise to float16 CHW; boxes and labels padded per batch.
+    Through DALIGenericIterator, as a PyTorch user runs it."""
+    import glob
+    from nvidia.dali import fn, pipeline_def, types
+    import nvidia.dali.tfrecord as tfrec
+    from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+    files = sorted(glob.glob(os.path.join(shards, "*.tfrecord")))
+    idx = [f[: -len(".tfrecord")] + ".idx" for f in files]
+
+    @pipeline_def(batch_size=B, num_threads=threads, device_id=0, prefetch_queue_depth=2)
+    def pipe():
+        r = fn.readers.tfrecord(path=files, index_path=idx, random_shuffle=True, initial_fill=1024,
+                                name="Reader", features={
+                                    "image/encoded": tfrec.FixedLenFeature((), tfrec.string, ""),
+                                    "image/object/bbox/xmin": tfrec.VarLenFeature(tfrec.float32, 0.0),
+                                    "image/object/bbox/ymin": tfrec.VarLenFeature(tfrec.float32, 0.0),
+                                    "image/object/bbox/xmax": tfrec.VarLenFeature(tfrec.float32, 0.0),
+                                    "image/object/bbox/ymax": tfrec.VarLenFeature(tfrec.float32, 0.0),
+                                    "image/object/class/label": tfrec.VarLenFeature(tfrec.int64, -1)})
+        img = fn.decoders.image(r["image/encoded"], device="mixed", output_type=types.RGB,
+                                hw_decoder_load=1.0)
+        img = fn.resize(img, resize_longer=S, interp_type=types.INTERP_LINEAR, antialias=True)
+        flip = fn.random.coin_flip(probability=0.5)
+        img = fn.crop_mirror_normalize(img, crop=(S, S), crop_pos_x=0.5, crop_pos_y=0.5,
+                                       out_of_bounds_policy="pad", fill_values=114 / 255,
+                                       mirror=flip, mean=[0.0] * 3, std=[255.0] * 3,
+                                       dtype=types.FLOAT16, output_layout="CHW")
+        boxes = fn.stack(r["image/object/bbox/xmin"], r["image/object/bbox/ymin"],
+                         r["image/object/bbox/xmax"], r["image/object/bbox/ymax"], axis=1)
+        boxes = fn.bb_flip(boxes, ltrb=True, horizontal=flip)
+        return img, fn.pad(boxes.gpu(), fill_value=0.0), fn.pad(r["image/object/class/label"].gpu(), fill_value=-1)
+
+    p = pipe()
+    p.build()
+    it = DALIGenericIterator([p], ["images", "boxes", "labels"], reader_name="Reader",
+                             last_batch_policy=LastBatchPolicy.DROP, auto_reset=True)
+    while True:
+        for b in it:
+            yield b[0]["images"]
 
 
 def synthetic_batches():
@@ -171,12 +239,16 @@ def main():
     a = ap.parse_args()
     rows = []
     feeds = a.only.split(",")
-    step = model_step() if set(feeds) - {"alone"} else None
+    step = model_step() if set(feeds) - {"alone", "dali_alone"} else None
     for f in feeds:
         if f == "synthetic":
             rows.append(measure("synthetic (upper bound)", synthetic_batches(), step, a.seconds))
         elif f == "dsprep":
             rows.append(measure("dsprep.Loader", dsprep_batches(a.shards), step, a.seconds))
+        elif f == "dali":
+            rows.append(measure("DALI 2.4 DALIGenericIterator (hw_decoder_load=1.0)", dali_batches(a.shards), step, a.seconds))
+        elif f == "dali_alone":
+            rows.append(measure("DALI alone (no model)", dali_batches(a.shards), lambda x: None, a.seconds))
         elif f == "torch":
             rows.append(measure("DataLoader 16 workers (Pillow)", torch_batches(a.coco), step, a.seconds))
         elif f == "alone":

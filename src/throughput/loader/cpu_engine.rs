@@ -6,7 +6,7 @@
 //! batches are prepared ahead; each thread reuses its record buffer and decode buffers.
 
 use super::host::{HostLease, HostRing, Pixels};
-use super::plan::EpochPlan;
+use super::plan::EpochChain;
 use crate::shard::random::RandomShard;
 use crate::throughput::config::PipelineConfig;
 use crate::throughput::fast::{self, Target};
@@ -54,7 +54,7 @@ pub fn start(
     shards: Arc<Vec<RandomShard>>,
     ring: Arc<HostRing>,
     counters: Arc<Counters>,
-    plan: Arc<EpochPlan>,
+    plan: Arc<EpochChain>,
     first: u64,
 ) -> Result<CpuPass, String> {
     let (tx, rx) = sync_channel(AHEAD);
@@ -90,7 +90,7 @@ fn one_batch(
     shards: &[RandomShard],
     ring: &Arc<HostRing>,
     counters: &Counters,
-    plan: &EpochPlan,
+    plan: &EpochChain,
     k: u64,
     tx: &SyncSender<Delivered<HostLease>>,
     stop: &AtomicBool,

@@ -3,7 +3,7 @@
 //! runs one planned pass after another on it as the loader asks; batches come back in plan
 //! order over a channel, their tensors lent from the ring.
 
-use super::plan::EpochPlan;
+use super::plan::EpochChain;
 use crate::shard::random::RandomShard;
 use crate::throughput::config::PipelineConfig;
 use crate::throughput::feed::{Delivered, PlannedFeed};
@@ -20,7 +20,7 @@ const AHEAD: usize = 2;
 
 enum Cmd {
     Run {
-        plan: Arc<EpochPlan>,
+        plan: Arc<EpochChain>,
         first: u64,
         deliver: SyncSender<Delivered<DeviceLease>>,
         stop: Arc<AtomicBool>,
@@ -99,7 +99,7 @@ impl GpuEngine {
     }
 
     /// Starts a pass over `plan` from batch `first`.
-    pub fn run(&self, plan: Arc<EpochPlan>, first: u64) -> Result<GpuPass, PipelineError> {
+    pub fn run(&self, plan: Arc<EpochChain>, first: u64) -> Result<GpuPass, PipelineError> {
         let (deliver, rx) = sync_channel(AHEAD);
         let stop = Arc::new(AtomicBool::new(false));
         self.cmd

@@ -25,7 +25,7 @@ use self::cpu_engine::CpuPass;
 use self::gpu_engine::{GpuEngine, GpuPass};
 use self::host::{HostLease, HostRing};
 use self::options::{ArgError, DeviceRequest, Options, Rank, RawOptions};
-use self::plan::{EpochPlan, PlanSpec};
+use self::plan::{EpochChain, PlanSpec};
 use crate::gpu::ffi::cuda::device_allocations;
 use crate::shard::format::ShardRef;
 use crate::shard::random::RandomShard;
@@ -93,6 +93,14 @@ enum Pass {
     Gpu(GpuPass),
 }
 
+/// The pass in progress: over a chain of epochs from some position, and the chain batch it
+/// delivers next. It is kept across epoch ends while the loader's position is that batch.
+struct Active {
+    chain: Arc<EpochChain>,
+    next: u64,
+    pass: Pass,
+}
+
 /// Counts for `stats()`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Stats {
@@ -126,7 +134,7 @@ pub struct Loader {
     cfg: Arc<PipelineConfig>,
     shards: Arc<Vec<RandomShard>>,
     engine: Engine,
-    pass: Option<(u64, u64, Pass)>,
+    pass: Option<Active>,
     pub placement: Placement,
     epoch: u64,
     position: u64,
@@ -333,9 +341,9 @@ impl Loader {
         &self.warnings
     }
 
-    /// Sets the epoch the next pass runs (from its first batch).
+    /// Sets the epoch the next pass runs (from its first batch). The pass in progress goes on
+    /// when it was already heading there (the epoch after the one just finished).
     pub fn set_epoch(&mut self, epoch: u64) {
-        self.stop_pass();
         self.epoch = epoch;
         self.position = 0;
     }
@@ -348,7 +356,6 @@ impl Loader {
     /// Prepares iteration: a finished epoch moves on to the next one.
     pub fn begin(&mut self) {
         if self.position >= self.len() {
-            self.stop_pass();
             self.epoch += 1;
             self.position = 0;
         }
@@ -402,7 +409,7 @@ impl Loader {
     }
 
     fn stop_pass(&mut self) {
-        if let Some((_, _, pass)) = self.pass.take() {
+        if let Some(Active { pass, .. }) = self.pass.take() {
             match (pass, &self.engine) {
                 (Pass::Gpu(p), Engine::Gpu(g)) => {
                     let _ = g.finish(p);
@@ -412,8 +419,16 @@ impl Loader {
         }
     }
 
+    /// Whether the pass in progress delivers the batch at the loader's position next.
+    fn pass_fits(&self) -> bool {
+        self.pass
+            .as_ref()
+            .is_some_and(|a| a.chain.index_of(self.epoch, self.position) == Some(a.next))
+    }
+
     fn start_pass(&mut self) -> Result<(), LoaderError> {
-        let plan = Arc::new(EpochPlan::new(self.spec.clone(), self.epoch));
+        let chain = Arc::new(EpochChain::new(self.spec.clone(), self.epoch));
+        let plan = chain.clone();
         let pass = match &self.engine {
             Engine::Gpu(g) => Pass::Gpu(g.run(plan, self.position)?),
             Engine::Cpu { pool, ring } => Pass::Cpu(
@@ -429,7 +444,11 @@ impl Loader {
                 .map_err(PipelineError::Failed)?,
             ),
         };
-        self.pass = Some((self.epoch, self.position, pass));
+        self.pass = Some(Active {
+            chain,
+            next: self.position,
+            pass,
+        });
         Ok(())
     }
 
@@ -437,11 +456,10 @@ impl Loader {
     pub fn next_batch(&mut self) -> Result<Option<LoaderBatch>, LoaderError> {
         self.started.get_or_insert_with(Instant::now);
         if self.position >= self.len() {
-            self.stop_pass();
+            // The pass flows on into the next epoch (see [`EpochChain`]).
             return Ok(None);
         }
-        let stale = self.pass.as_ref().is_some_and(|(e, _, _)| *e != self.epoch);
-        if stale {
+        if !self.pass_fits() {
             self.stop_pass();
         }
         if self.pass.is_none() {
@@ -451,19 +469,27 @@ impl Loader {
         let Some((index, items, failed, source, images)) = images else {
             // The pass ended before the epoch did: the engine's error says why.
             let err = match (self.pass.take(), &self.engine) {
-                (Some((_, _, Pass::Gpu(p))), Engine::Gpu(g)) => g.finish(p).err(),
+                (
+                    Some(Active {
+                        pass: Pass::Gpu(p), ..
+                    }),
+                    Engine::Gpu(g),
+                ) => g.finish(p).err(),
                 _ => None,
             };
             return Err(err
                 .unwrap_or_else(|| PipelineError::Failed("the loader's pass ended early".into()))
                 .into());
         };
-        if index != self.position {
+        let due = self.pass.as_ref().map_or(self.position, |a| a.next);
+        if index != due {
             return Err(PipelineError::Failed(format!(
-                "batch {index} arrived where batch {} was due",
-                self.position
+                "batch {index} of the pass arrived where batch {due} was due"
             ))
             .into());
+        }
+        if let Some(a) = self.pass.as_mut() {
+            a.next += 1;
         }
         let d = Delivered {
             index,
@@ -494,9 +520,6 @@ impl Loader {
         self.dropped_boxes += meta.dropped_boxes;
         self.padded += meta.padded;
         self.skipped += failed.len() as u64;
-        if self.position >= self.len() {
-            self.stop_pass();
-        }
         Ok(Some(LoaderBatch {
             epoch: self.epoch,
             index,
@@ -522,7 +545,7 @@ impl Loader {
     > {
         let mut full_since: Option<Instant> = None;
         loop {
-            let got = match self.pass.as_ref().map(|p| &p.2) {
+            let got = match self.pass.as_ref().map(|a| &a.pass) {
                 Some(Pass::Gpu(p)) => match p.rx.recv_timeout(Duration::from_millis(50)) {
                     Ok(d) => Some(Ok(Some((
                         d.index,
