@@ -12,7 +12,7 @@ mkdir -p /work && { [ -e /work/main ] || ln -sfn "$PWD" /work/main; }
 export DSPREP_CACHE_DIR=/tmp/kcache PYTHONUNBUFFERED=1 LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader; nproc
 site() { rm -rf "$2"; mkdir -p "$2" && python3 -m zipfile -e "$1" "$2"; }
-site "$(ls "$B"/dsprep-*.whl | head -1)" /tmp/site && export PYTHONPATH=/tmp/site
+site "$(ls "$B"/dsprep-*.whl | head -1)" /tmp/site && export PYTHONPATH=/tmp/site${EXTRA_PYTHONPATH:+:$EXTRA_PYTHONPATH}
 python3 -c "import dsprep, torch, timm; print('dsprep ok, torch', torch.__version__)"
 t=$(date +%s)
 [ -d /tmp/shards ] || {

@@ -37,14 +37,19 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), Pipelin
     sh.gpu.bind()?;
     let mut buf = Vec::new();
     while !sh.schedule.halted() {
-        let Some((index, planned)) = feed.take() else {
-            break;
-        };
+        // The slot first, then the batch number: the assembler launches batches in number
+        // order, so a reader holding a number while it waits for a slot could wait for ever
+        // behind slots all held by later numbers (readers take numbers in one order and get
+        // slots in another). A number taken with a slot in hand is always submitted.
         let t0 = Instant::now();
         let Some(res) = sh.acquire_slot() else {
             break;
         };
         let wait = t0.elapsed();
+        let Some((index, planned)) = feed.take() else {
+            let _ = sh.pool_tx.send(res);
+            break;
+        };
         let mut f = Filling {
             res,
             items: Vec::with_capacity(planned.len()),
