@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 
@@ -112,9 +113,16 @@ def measure(name, batches, step, seconds, warmup=3.0):
     """Runs `step` on batches until `seconds` after `warmup`; returns the JSON row."""
     n, t0, c0, started = 0, None, None, time.time()
     sampler = None
+    trace = os.environ.get("BENCH_TRACE")
+    if os.environ.get("BENCH_SIDE_STREAM"):
+        torch.cuda.set_stream(torch.cuda.Stream())
+    k = 0
     for images in batches:
         step(images)
         now = time.time()
+        k += 1
+        if trace and k % 10 == 0:
+            print(f"trace: {k} batches at {now - started:.1f} s", file=sys.stderr, flush=True)
         if t0 is None and now - started >= warmup:
             torch.cuda.synchronize()
             t0, c0, n = time.time(), tree_cpu_seconds(), 0
@@ -140,6 +148,8 @@ def measure(name, batches, step, seconds, warmup=3.0):
 
 def dsprep_batches(shards, **kw):
     import dsprep
+    if os.environ.get("BENCH_DECODERS"):
+        kw.setdefault("decoders", os.environ["BENCH_DECODERS"])
     ld = dsprep.Loader(shards, batch_size=B, size=S, resize="letterbox", flip=0.5, **kw)
     while True:
         for b in ld:

@@ -24,8 +24,14 @@ enum Cmd {
         first: u64,
         deliver: SyncSender<Delivered<DeviceLease>>,
         stop: Arc<AtomicBool>,
+        stalled: Stalled,
     },
 }
+
+/// What the engine's watchdog said, once it stopped the pass: the loader raises it instead of
+/// waiting for a batch that will not come (a stuck decoder keeps the engine's run from ending,
+/// so its error would never arrive).
+pub type Stalled = Arc<std::sync::Mutex<Option<String>>>;
 
 /// The engine thread and what the loader sees of it.
 pub struct GpuEngine {
@@ -34,12 +40,22 @@ pub struct GpuEngine {
     pub ring: Arc<OutputRing>,
     pub device: String,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Set when a pass stalled: the thread may never return, so it is not joined.
+    abandoned: AtomicBool,
 }
 
 /// A pass in progress.
 pub struct GpuPass {
     pub rx: Receiver<Delivered<DeviceLease>>,
     pub stop: Arc<AtomicBool>,
+    pub stalled: Stalled,
+}
+
+impl GpuPass {
+    /// The watchdog's description when it stopped this pass.
+    pub fn stalled(&self) -> Option<String> {
+        self.stalled.lock().ok().and_then(|g| g.clone())
+    }
 }
 
 impl GpuEngine {
@@ -69,6 +85,7 @@ impl GpuEngine {
                     first,
                     deliver,
                     stop,
+                    stalled,
                 }) = cmd_rx.recv()
                 {
                     let feed = PlannedFeed::new(&*plan, &shards, first, stop);
@@ -76,7 +93,13 @@ impl GpuEngine {
                         feed: &feed,
                         deliver,
                     };
-                    let r = engine.run(&cfg, &planned, &counters, &mut |_| {});
+                    let r = engine.run(&cfg, &planned, &counters, &mut |e| {
+                        if let crate::throughput::Event::Stalled(why) = e {
+                            if let Ok(mut g) = stalled.lock() {
+                                *g = Some(why.clone());
+                            }
+                        }
+                    });
                     if done_tx.send(r).is_err() {
                         break;
                     }
@@ -95,6 +118,7 @@ impl GpuEngine {
             ring,
             device,
             thread: Some(thread),
+            abandoned: AtomicBool::new(false),
         })
     }
 
@@ -102,6 +126,7 @@ impl GpuEngine {
     pub fn run(&self, plan: Arc<EpochChain>, first: u64) -> Result<GpuPass, PipelineError> {
         let (deliver, rx) = sync_channel(AHEAD);
         let stop = Arc::new(AtomicBool::new(false));
+        let stalled: Stalled = Arc::default();
         self.cmd
             .as_ref()
             .and_then(|c| {
@@ -110,11 +135,12 @@ impl GpuEngine {
                     first,
                     deliver,
                     stop: stop.clone(),
+                    stalled: stalled.clone(),
                 })
                 .ok()
             })
             .ok_or_else(|| PipelineError::Failed("the loader's GPU thread has ended".into()))?;
-        Ok(GpuPass { rx, stop })
+        Ok(GpuPass { rx, stop, stalled })
     }
 
     /// Ends `pass` (early or not) and returns how its run went.
@@ -127,9 +153,19 @@ impl GpuEngine {
     }
 }
 
+impl GpuEngine {
+    /// Gives the engine up after a stall: dropping it will not wait for its thread.
+    pub fn abandon(&self) {
+        self.abandoned.store(true, SeqCst);
+    }
+}
+
 impl Drop for GpuEngine {
     fn drop(&mut self) {
         self.cmd.take();
+        if self.abandoned.load(SeqCst) {
+            return;
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -146,6 +146,8 @@ pub struct Loader {
     dropped_boxes: u64,
     padded: u64,
     skipped: u64,
+    /// Why the loader cannot go on (its GPU pipeline stalled).
+    broken: Option<String>,
 }
 
 /// `(epoch, batches yielded in it)` and what they depend on (checked on load).
@@ -315,6 +317,7 @@ impl Loader {
             dropped_boxes: 0,
             padded: 0,
             skipped: 0,
+            broken: None,
         })
     }
 
@@ -409,6 +412,10 @@ impl Loader {
     }
 
     fn stop_pass(&mut self) {
+        if self.broken.is_some() {
+            self.pass = None;
+            return;
+        }
         if let Some(Active { pass, .. }) = self.pass.take() {
             match (pass, &self.engine) {
                 (Pass::Gpu(p), Engine::Gpu(g)) => {
@@ -454,6 +461,9 @@ impl Loader {
 
     /// The next batch of the epoch, `None` at its end.
     pub fn next_batch(&mut self) -> Result<Option<LoaderBatch>, LoaderError> {
+        if let Some(why) = &self.broken {
+            return Err(PipelineError::Failed(why.clone()).into());
+        }
         self.started.get_or_insert_with(Instant::now);
         if self.position >= self.len() {
             // The pass flows on into the next epoch (see [`EpochChain`]).
@@ -572,6 +582,23 @@ impl Loader {
             };
             if let Some(r) = got {
                 return r;
+            }
+            if let Some(Active {
+                pass: Pass::Gpu(p), ..
+            }) = self.pass.as_ref()
+            {
+                if let Some(why) = p.stalled() {
+                    // The pass cannot finish (a decoder is stuck): the engine is given up
+                    // (its thread is left, not joined) and every later call says why.
+                    p.stop.store(true, SeqCst);
+                    if let Engine::Gpu(g) = &self.engine {
+                        g.abandon();
+                    }
+                    self.pass = None;
+                    let why = format!("the GPU pipeline stopped: {why}");
+                    self.broken = Some(why.clone());
+                    return Err(PipelineError::Failed(why).into());
+                }
             }
             // Nothing yet: the consumer may be holding every buffer the ring may have.
             let (made, lent, cap, bytes) = self.ring_counts();
