@@ -30,7 +30,7 @@ pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 256 << 20;
 pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let path = root.resolve(file_name).map_err(|e| e.to_string())?;
-    match std::fs::metadata(&path) {
+    let size = match std::fs::metadata(&path) {
         Ok(m) if !m.is_file() => return Err("not a regular file".into()),
         Ok(m) if m.len() > max_bytes => {
             return Err(format!(
@@ -38,12 +38,15 @@ pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8
                 m.len()
             ))
         }
-        Ok(_) => {}
+        Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("file not found".into()),
         Err(e) => return Err(format!("cannot read: {e}")),
-    }
+    };
     let file = std::fs::File::open(&path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut bytes = Vec::new();
+    // Sized from the metadata (+1 byte to see end-of-file in the same read): `Take` hides the
+    // file's size from `read_to_end`, which otherwise grows the buffer by doubling (a copy of
+    // the image per growth, and a read call per step).
+    let mut bytes = Vec::with_capacity(size.min(max_bytes) as usize + 1);
     // The file may grow between the size check and the read: never past the limit.
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
