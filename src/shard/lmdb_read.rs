@@ -440,36 +440,7 @@ impl LmdbFile {
         let Some(ov) = page.get(data_at..data_at + 8).and_then(|b| u64_at(b, 0)) else {
             return Err(self.err(pgno, format!("node {i} of page {pgno} is cut short")));
         };
-        // The overflow run: a header page naming itself, `pages` long, holding the value.
-        let ps = self.meta.psize as u64;
-        let mut head = [0u8; PAGE_HEADER];
-        if ov < 2 || ov >= self.pages() {
-            return Err(self.err(
-                pgno,
-                format!("node {i} of page {pgno} points at page {ov}, outside the file"),
-            ));
-        }
-        self.file
-            .read_exact_at(&mut head, ov * ps)
-            .map_err(|e| self.err(ov, format!("read failed: {e}")))?;
-        let stored = u64_at(&head, 0).unwrap_or(0);
-        let oflags = u16_at(&head, 10).unwrap_or(0);
-        let pages = u64::from(u32_at(&head, 12).unwrap_or(0));
-        if stored != ov || oflags & P_OVERFLOW == 0 {
-            return Err(self.err(
-                ov,
-                format!("page {ov} is not the overflow page a value points at"),
-            ));
-        }
-        if pages == 0
-            || ov.saturating_add(pages) > self.pages()
-            || (dsize as u64) + PAGE_HEADER as u64 > pages * ps
-        {
-            return Err(self.err(
-                ov,
-                format!("overflow run of {pages} pages at page {ov} cannot hold {dsize} bytes inside the file"),
-            ));
-        }
+        let pages = self.overflow_run(pgno, i, ov, dsize)?;
         for p in ov..ov + pages {
             let v = &mut visited[p as usize];
             if *v {
@@ -477,10 +448,7 @@ impl LmdbFile {
             }
             *v = true;
         }
-        buf.resize(dsize, 0);
-        self.file
-            .read_exact_at(buf, ov * ps + PAGE_HEADER as u64)
-            .map_err(|e| self.err(ov, format!("read failed: {e}")))?;
+        self.read_overflow(ov, dsize, buf)?;
         Ok((key, buf.as_slice()))
     }
 }
@@ -594,13 +562,30 @@ impl LmdbFile {
             .get(data_at..data_at + 8)
             .and_then(|b| u64_at(b, 0))
             .ok_or_else(|| self.err(pgno, format!("node {i} of page {pgno} is cut short")))?;
-        let ps = self.meta.psize as u64;
+        self.overflow_run(pgno, i, ov, dsize)?;
+        self.read_overflow(ov, dsize, out)
+    }
+}
+
+/// Overflow values (`F_BIGDATA`), for the walk and the lookup alike.
+impl LmdbFile {
+    /// Checks the overflow run that node `i` of page `pgno` points at (`ov`): inside the file,
+    /// a header page naming itself as an overflow page, long enough for `dsize` bytes. Returns
+    /// its length in pages.
+    fn overflow_run(
+        &self,
+        pgno: u64,
+        i: usize,
+        ov: u64,
+        dsize: usize,
+    ) -> Result<u64, LmdbReadError> {
         if ov < 2 || ov >= self.pages() {
             return Err(self.err(
                 pgno,
                 format!("node {i} of page {pgno} points at page {ov}, outside the file"),
             ));
         }
+        let ps = self.meta.psize as u64;
         let mut head = [0u8; PAGE_HEADER];
         self.file
             .read_exact_at(&mut head, ov * ps)
@@ -623,9 +608,14 @@ impl LmdbFile {
                 format!("overflow run of {pages} pages at page {ov} cannot hold {dsize} bytes inside the file"),
             ));
         }
+        Ok(pages)
+    }
+
+    /// The `dsize`-byte value of the (checked) overflow run at page `ov`, into `out`.
+    fn read_overflow(&self, ov: u64, dsize: usize, out: &mut Vec<u8>) -> Result<(), LmdbReadError> {
         out.resize(dsize, 0);
         self.file
-            .read_exact_at(out, ov * ps + PAGE_HEADER as u64)
+            .read_exact_at(out, ov * self.meta.psize as u64 + PAGE_HEADER as u64)
             .map_err(|e| self.err(ov, format!("read failed: {e}")))
     }
 }
