@@ -236,11 +236,31 @@ pub fn fill_padding<T: OutElem>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::throughput::preprocess::{describe, preprocess_image, FLAG_EMPTY};
+    use crate::throughput::preprocess::{describe, preprocess_image, ImageDesc, FLAG_EMPTY};
     use crate::throughput::ResizeMode;
 
     fn image(w: usize, h: usize) -> Vec<u8> {
         (0..w * h * 3).map(|i| (i * 31 % 253) as u8).collect()
+    }
+
+    /// A `w`×`h` image letterboxed into 9², already at its placed size: the pixels, the
+    /// reference's descriptor for a source of exactly that size (no resampling), and the
+    /// fast path's placement.
+    fn unresampled(w: usize, h: usize, flip: bool) -> (Vec<u8>, ImageDesc, Placement) {
+        let mut d = describe(0, w as u32, h as u32, 9, ResizeMode::Letterbox, flip);
+        d.src_w = d.dst_w;
+        d.src_h = d.dst_h;
+        d.src_pitch = 3 * d.dst_w;
+        let (pw, ph) = (d.dst_w as usize, d.dst_h as usize);
+        let p = Placement {
+            side: 9,
+            x0: d.dst_x0 as usize,
+            y0: d.dst_y0 as usize,
+            w: pw,
+            h: ph,
+            flip,
+        };
+        (image(pw, ph), d, p)
     }
 
     /// At the output size (no resampling) the block is the reference's, element for element:
@@ -254,24 +274,9 @@ mod tests {
             for flip in [false, true] {
                 // 9x5 letterboxed into 9: placed at (0, 2); 5x9 at (2, 0); 8x3 into 9 (odd pad).
                 for (w, h) in [(9usize, 5usize), (5, 9), (9, 9), (8, 3)] {
-                    let side = 9u32;
-                    let mut d = describe(0, w as u32, h as u32, side, ResizeMode::Letterbox, flip);
-                    // Reference through a source of exactly the placed size (no resampling).
-                    d.src_w = d.dst_w;
-                    d.src_h = d.dst_h;
-                    d.src_pitch = 3 * d.dst_w;
-                    let (pw, ph) = (d.dst_w as usize, d.dst_h as usize);
-                    let placed = image(pw, ph);
+                    let (placed, d, p) = unresampled(w, h, flip);
                     let mut want = vec![0f32; 243];
-                    preprocess_image(&placed, &d, side, &n, &mut want).unwrap();
-                    let p = Placement {
-                        side: 9,
-                        x0: d.dst_x0 as usize,
-                        y0: d.dst_y0 as usize,
-                        w: pw,
-                        h: ph,
-                        flip,
-                    };
+                    preprocess_image(&placed, &d, 9, &n, &mut want).unwrap();
                     let mut got = vec![f32::NAN; 243];
                     write_block(&lv, &placed, &p, &mut got).unwrap();
                     assert_eq!(got, want, "{w}x{h} flip {flip} bgr {bgr}");
@@ -287,25 +292,11 @@ mod tests {
         let n = Normalize::new([10.0, 20.0, 30.0], [2.0, 3.0, 5.0], true);
         for flip in [false, true] {
             for gains in [[1.01f32, 0.4, 1.3], [0.99, 1.6, 0.7]] {
-                let side = 9u32;
-                let mut d = describe(0, 9, 5, side, ResizeMode::Letterbox, flip);
-                d.src_w = d.dst_w;
-                d.src_h = d.dst_h;
-                d.src_pitch = 3 * d.dst_w;
+                let (placed, mut d, p) = unresampled(9, 5, flip);
                 d.hsv = gains;
                 d.flags |= crate::throughput::preprocess::FLAG_HSV;
-                let (pw, ph) = (d.dst_w as usize, d.dst_h as usize);
-                let placed = image(pw, ph);
                 let mut want = vec![0f32; 243];
-                preprocess_image(&placed, &d, side, &n, &mut want).unwrap();
-                let p = Placement {
-                    side: 9,
-                    x0: d.dst_x0 as usize,
-                    y0: d.dst_y0 as usize,
-                    w: pw,
-                    h: ph,
-                    flip,
-                };
+                preprocess_image(&placed, &d, 9, &n, &mut want).unwrap();
                 let mut got = vec![f32::NAN; 243];
                 write_block(&Levels::with_hsv(&n, gains), &placed, &p, &mut got).unwrap();
                 assert_eq!(got, want, "flip {flip} gains {gains:?}");
