@@ -23,6 +23,14 @@ import time
 import numpy as np
 import torch
 
+# Before anything starts CUDA: the package then asks CUDA for the hardware queues its GPU
+# pipeline needs (CUDA_DEVICE_MAX_CONNECTIONS=32, README "Python loader"); every feed of the
+# run shares that setting.
+try:
+    import dsprep
+except ImportError:  # a DALI-only or DataLoader-only run
+    dsprep = None
+
 S, B = 640, 256
 
 
@@ -147,7 +155,6 @@ def measure(name, batches, step, seconds, warmup=3.0):
 
 
 def dsprep_batches(shards, **kw):
-    import dsprep
     if os.environ.get("BENCH_DECODERS"):
         kw.setdefault("decoders", os.environ["BENCH_DECODERS"])
     ld = dsprep.Loader(shards, batch_size=B, size=S, resize="letterbox", flip=0.5, **kw)

@@ -15,9 +15,28 @@ geometry and every argument.
 
 from __future__ import annotations
 
+import os as _os
+import sys as _sys
 import warnings as _warnings
 
 from . import _dsprep
+
+
+def _cuda_started():
+    """Whether PyTorch has already created its CUDA context (then it is too late to choose how
+    many hardware queues contexts get)."""
+    torch = _sys.modules.get("torch")
+    try:
+        return bool(torch is not None and torch.cuda.is_initialized())
+    except Exception:  # a torch without CUDA support
+        return False
+
+
+# CUDA reads this once, when a context is created: with its default (8 queues) the GPU
+# pipeline's streams can deadlock with a training loop's, so before anything starts CUDA the
+# package asks for the maximum (a value the user set is kept; a GPU loader refuses too few).
+if _dsprep.CONNECTIONS_ENV not in _os.environ and not _cuda_started():
+    _os.environ[_dsprep.CONNECTIONS_ENV] = str(_dsprep.CONNECTIONS_NEEDED)
 
 __all__ = ["Loader", "DsprepError"]
 

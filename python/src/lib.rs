@@ -398,5 +398,9 @@ fn _dsprep(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CoreLoader>()?;
     m.add_class::<Tensor>()?;
     m.add("DsprepError", m.py().get_type::<DsprepError>())?;
+    // The hardware-queue rule (dsprep::gpu::connections): the package sets the variable at
+    // import from these, so the rule and its value live in one place.
+    m.add("CONNECTIONS_ENV", dsprep::gpu::connections::ENV)?;
+    m.add("CONNECTIONS_NEEDED", dsprep::gpu::connections::NEEDED)?;
     Ok(())
 }

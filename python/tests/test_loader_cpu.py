@@ -310,3 +310,44 @@ def test_cuda_request_without_a_gpu_says_what_is_missing(shards):
     core = dsprep._dsprep.CoreLoader(str(shards["tfrecord"]), device="auto", batch_size=4)
     assert core.device() == "cpu"
     assert any("running on the CPU" in w for w in core.warnings()), core.warnings()
+
+
+def run_python(code, **env_changes):
+    """Runs `code` in a fresh interpreter with the environment changed (None: removed)."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    for k, v in env_changes.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = v
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_import_asks_cuda_for_the_hardware_queues_the_gpu_pipeline_needs():
+    show = "import os, dsprep; print(os.environ.get('CUDA_DEVICE_MAX_CONNECTIONS'))"
+    assert run_python(show, CUDA_DEVICE_MAX_CONNECTIONS=None) == "32"
+    # A value the user chose is kept.
+    assert run_python(show, CUDA_DEVICE_MAX_CONNECTIONS="4") == "4"
+
+
+def test_too_few_hardware_queues_refuse_the_gpu_and_say_how_to_fix_it(shards):
+    code = f"""
+import json, dsprep
+try:
+    dsprep._dsprep.CoreLoader({str(shards["tfrecord"])!r}, device="cuda")
+    cuda = "no error"
+except dsprep.DsprepError as e:
+    cuda = "cuda: " + str(e)
+core = dsprep._dsprep.CoreLoader({str(shards["tfrecord"])!r}, device="auto", batch_size=4)
+print(json.dumps([cuda, "auto: " + core.device() + " " + " ".join(core.warnings())]))
+"""
+    import json
+    cuda, auto = json.loads(run_python(code, CUDA_DEVICE_MAX_CONNECTIONS="8"))
+    assert cuda.startswith("cuda: ") and "CUDA_DEVICE_MAX_CONNECTIONS=8 gives" in cuda, cuda
+    assert "set CUDA_DEVICE_MAX_CONNECTIONS=32" in cuda, cuda
+    assert auto.startswith("auto: cpu") and "CUDA_DEVICE_MAX_CONNECTIONS=8 gives" in auto, auto

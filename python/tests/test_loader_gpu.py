@@ -138,3 +138,31 @@ def test_corrupt_record_on_the_gpu(corrupt_copy):
     assert bool(b["is_pad"][bad]) and b["image_ids"][bad] == b["image_ids"][bad + 1]
     assert torch.equal(b["images"][bad], b["images"][bad + 1])
     assert ld.stats()["skipped_records"] == 1  # one batch read so far
+
+
+def test_cuda_started_before_import_is_refused_and_import_first_runs(shards):
+    # PyTorch creates its context before `import dsprep` with the variable unset: the context
+    # has 8 hardware queues, so the GPU loader refuses (it would deadlock in a training loop).
+    import os
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_DEVICE_MAX_CONNECTIONS"}
+    path = str(shards["tfrecord"])
+    late = f"""
+import torch; torch.zeros(1, device="cuda")
+import dsprep
+try:
+    dsprep.Loader({path!r}, batch_size=4, size=64, device="cuda:0"); print("ran")
+except dsprep.DsprepError as e:
+    print("refused:", e)
+"""
+    out = subprocess.run([sys.executable, "-c", late], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:") and "CUDA_DEVICE_MAX_CONNECTIONS is unset" in out.stdout, out.stdout
+    early = f"""
+import dsprep, torch; torch.zeros(1, device="cuda")
+ld = dsprep.Loader({path!r}, batch_size=4, size=64, device="cuda:0")
+print(ld.device, sum(b["images"].shape[0] for b in ld))
+"""
+    out = subprocess.run([sys.executable, "-c", early], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "24", out.stdout

@@ -1,7 +1,9 @@
-//! GPU layer: CUDA context and streams ([`device`]), kernels compiled at start by NVRTC
+//! GPU layer: CUDA context and streams ([`device`]), the hardware queues a context needs
+//! ([`connections`]), kernels compiled at start by NVRTC
 //! ([`kernels`]), library search ([`libs`]) and all FFI ([`ffi`]: cudarc's unsafe calls and
 //! nvJPEG through libloading). Builds without CUDA; everything is found at run time.
 
+pub mod connections;
 pub mod device;
 pub mod ffi;
 pub mod kernels;

@@ -45,6 +45,8 @@ pub trait Decoder: Send {
     fn claim_size(&self) -> usize;
     fn decode(&mut self, jobs: &[Job<'_>], results: &mut Vec<JobResult>) -> Result<(), GpuError>;
     fn fence(&mut self, slot: usize) -> Result<(), GpuError>;
+    /// The stream it decodes on (the watchdog asks whether its work has completed).
+    fn stream(&self) -> Arc<CudaStream>;
 }
 
 /// Decodes on the CPU into interleaved RGB8: (pixels, width, height). The strict reference
@@ -137,6 +139,9 @@ impl Decoder for HwDecoder {
     }
     fn fence(&mut self, slot: usize) -> Result<(), GpuError> {
         record_fence(&self.fences, slot, &self.stream)
+    }
+    fn stream(&self) -> Arc<CudaStream> {
+        self.stream.clone()
     }
 }
 
@@ -231,5 +236,8 @@ impl Decoder for CudaDecoder {
     }
     fn fence(&mut self, slot: usize) -> Result<(), GpuError> {
         record_fence(&self.fences, slot, &self.stream)
+    }
+    fn stream(&self) -> Arc<CudaStream> {
+        self.stream.clone()
     }
 }

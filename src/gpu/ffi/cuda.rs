@@ -415,6 +415,7 @@ impl Event {
         unsafe { result::event::synchronize(self.raw) }
             .map_err(|e| cuda_err("cuEventSynchronize", e))
     }
+
     /// True when all work captured by the last record has completed.
     pub fn is_done(&self) -> Result<bool, GpuError> {
         // SAFETY: live event handle.
@@ -441,6 +442,16 @@ impl Event {
             )
         }
         .map_err(|e| cuda_err("cuStreamWaitEvent", e))
+    }
+}
+
+/// Whether all work queued on `stream` so far has completed (a non-blocking query).
+pub fn stream_done(stream: &CudaStream) -> Result<bool, GpuError> {
+    // SAFETY: the stream handle is live (borrowed from its owner).
+    match unsafe { sys::cuStreamQuery(stream.cu_stream()) } {
+        sys::cudaError_enum::CUDA_SUCCESS => Ok(true),
+        sys::cudaError_enum::CUDA_ERROR_NOT_READY => Ok(false),
+        e => Err(cuda_err("cuStreamQuery", result::DriverError(e))),
     }
 }
 

@@ -6,6 +6,7 @@
 use super::batch::{Batch, Item};
 use super::outputs::{DeviceLease, OutputRing, Outputs};
 use super::shared::{Feed, Shared};
+use super::watchdog::{Phase, Who};
 use crate::gpu::ffi::cuda::DeviceBuffer;
 use crate::gpu::ffi::preprocess::{launch_preprocess, PreprocessParams};
 use crate::gpu::kernels::Kernels;
@@ -49,6 +50,7 @@ pub(super) fn descriptors(
 /// Counts a batch whose kernel has finished and lists its undecodable images.
 fn retire(sh: &Shared<'_>, b: Arc<Batch>) -> Result<(), PipelineError> {
     let res = b.res()?;
+    sh.phases.set(Who::Assembler, Phase::Retire);
     res.done.synchronize()?;
     if let Ok(ms) = res.done.elapsed_ms_since(&res.start) {
         sh.counters
@@ -161,6 +163,7 @@ fn launch_delivered(
     deliver: &SyncSender<Delivered<DeviceLease>>,
     b: &Batch,
 ) -> Result<bool, PipelineError> {
+    sh.phases.set(Who::Assembler, Phase::WaitRing);
     let out = loop {
         if sh.abort.load(SeqCst) || sh.schedule.halted() {
             return Ok(false);
@@ -174,6 +177,7 @@ fn launch_delivered(
         }
     };
     // The consumer's last use of this buffer (on its stream) comes before the new kernel.
+    sh.phases.set(Who::Assembler, Phase::Launch);
     out.released.wait_on(stream)?;
     let source = launch(sh, stream, kernels, Some(&out.buf), b)?;
     out.ready.record(stream)?;
@@ -186,6 +190,7 @@ fn launch_delivered(
         source,
         images: DeviceLease::new(out, ring.clone()),
     };
+    sh.phases.set(Who::Assembler, Phase::Deliver);
     loop {
         match deliver.try_send(msg) {
             Ok(()) => return Ok(true),
@@ -230,6 +235,7 @@ pub(super) fn assembler(
             return Ok(());
         }
         let t = Instant::now();
+        sh.phases.set(Who::Assembler, Phase::WaitBatch);
         let got = rx.recv_timeout(Duration::from_millis(2));
         if matches!(got, Err(RecvTimeoutError::Timeout)) {
             sh.starved_at_us

@@ -206,6 +206,8 @@ impl Engine {
             has_hw: self.decs.iter().any(|(_, r)| *r == Role::Hardware),
             starved_at_us: AtomicU64::new(0),
             t0: std::time::Instant::now(),
+            phases: watchdog::Phases::new(cfg.readers.max(1), self.decs.len()),
+            decoder_streams: self.decs.iter().map(|(d, _)| d.stream()).collect(),
         };
         let assembler_done = AtomicBool::new(false);
         let mut meter = Meter::start(cfg.interval_s, cfg.stop.budget_s(cfg.warmup_s));
@@ -219,7 +221,7 @@ impl Engine {
                 std::thread::Builder::new()
                     .name(format!("reader-{r}"))
                     .spawn_scoped(s, move || {
-                        if let Err(e) = reader::reader(sh) {
+                        if let Err(e) = reader::reader(sh, r) {
                             sh.fail("reader", e);
                         }
                         sh.readers_alive.fetch_sub(1, SeqCst);

@@ -5,6 +5,7 @@
 use super::batch::{Batch, Claim, Item};
 use super::shared::{Feed, Shared};
 use super::slots::{Layout, SlotRes};
+use super::watchdog::{Phase, Who};
 use crate::gpu::GpuError;
 use crate::shard::source::Flow;
 use crate::throughput::feed::{parse_record, ItemInfo, PlannedFeed};
@@ -24,16 +25,18 @@ struct Filling {
 }
 
 /// Reads until the feed ends: whole shards from the schedule, or planned batches.
-pub(super) fn reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
-    match sh.feed {
-        Feed::Shards => shard_reader(sh),
-        Feed::Planned { feed, .. } => planned_reader(sh, feed),
-    }
+pub(super) fn reader(sh: &Shared<'_>, r: usize) -> Result<(), PipelineError> {
+    let res = match sh.feed {
+        Feed::Shards => shard_reader(sh, r),
+        Feed::Planned { feed, .. } => planned_reader(sh, feed, r),
+    };
+    sh.phases.set(Who::Reader(r), Phase::Done);
+    res
 }
 
 /// Planned batches, each record read by random access with its annotations; a record that
 /// cannot be read, parsed or sized keeps its place in the batch, marked failed.
-fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), PipelineError> {
+fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>, r: usize) -> Result<(), PipelineError> {
     sh.gpu.bind()?;
     let mut buf = Vec::new();
     while !sh.schedule.halted() {
@@ -42,7 +45,7 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), Pipelin
         // behind slots all held by later numbers (readers take numbers in one order and get
         // slots in another). A number taken with a slot in hand is always submitted.
         let t0 = Instant::now();
-        let Some(res) = sh.acquire_slot() else {
+        let Some(res) = sh.acquire_slot(r) else {
             break;
         };
         let wait = t0.elapsed();
@@ -105,6 +108,7 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>) -> Result<(), Pipelin
         sh.counters
             .read_ns
             .fetch_add(t0.elapsed().saturating_sub(wait).as_nanos() as u64, SeqCst);
+        sh.phases.set(Who::Reader(r), Phase::GrowArena);
         submit_planned(sh, f, index, infos, early)?;
     }
     Ok(())
@@ -127,7 +131,7 @@ fn stage(f: &mut Filling, item: &mut Item, jpeg: &[u8], w: u32, h: u32) -> Resul
 }
 
 /// Whole shards from the schedule; the last partial batch is submitted unless the run stopped.
-fn shard_reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
+fn shard_reader(sh: &Shared<'_>, me: usize) -> Result<(), PipelineError> {
     sh.gpu.bind()?;
     let mut buf = Vec::new();
     let mut cur: Option<Filling> = None;
@@ -158,7 +162,7 @@ fn shard_reader(sh: &Shared<'_>) -> Result<(), PipelineError> {
                     }
                 };
                 if cur.is_none() {
-                    match sh.acquire_slot() {
+                    match sh.acquire_slot(me) {
                         Some(res) => {
                             cur = Some(Filling {
                                 res,

@@ -5,6 +5,7 @@
 use super::batch::Batch;
 use super::outputs::DeviceLease;
 use super::slots::SlotRes;
+use super::watchdog::{Phase, Phases, Who};
 use crate::gpu::device::Gpu;
 use crate::throughput::config::PipelineConfig;
 use crate::throughput::decoders::Fences;
@@ -68,6 +69,10 @@ pub(super) struct Shared<'a> {
     /// hardware engines.
     pub starved_at_us: AtomicU64,
     pub t0: Instant,
+    /// What each thread is doing (the watchdog's description).
+    pub phases: Phases,
+    /// Each decoder's stream (the watchdog asks whether its work has completed).
+    pub decoder_streams: Vec<Arc<cudarc::driver::CudaStream>>,
 }
 
 impl Shared<'_> {
@@ -111,12 +116,14 @@ impl Shared<'_> {
 
     /// A free slot, waiting (counted as back-pressure) until one is back; `None` once the run
     /// stops.
-    pub fn acquire_slot(&self) -> Option<SlotRes> {
+    pub fn acquire_slot(&self, reader: usize) -> Option<SlotRes> {
+        self.phases.set(Who::Reader(reader), Phase::WaitSlot);
         let t = Instant::now();
         let rx = self.pool_rx.lock().ok()?;
         loop {
             match rx.recv_timeout(WAIT) {
                 Ok(r) => {
+                    self.phases.set(Who::Reader(reader), Phase::Reading);
                     add_since(&self.counters.backpressure_ns, t);
                     return Some(r);
                 }

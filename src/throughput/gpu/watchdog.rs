@@ -4,7 +4,8 @@
 
 use super::shared::Shared;
 use std::fmt;
-use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::time::Instant;
 
 /// Seconds without a finished image before the run is stopped.
 pub(super) const WATCHDOG_S: f64 = 20.0;
@@ -28,6 +29,144 @@ impl Watchdog {
     }
 }
 
+/// What a pipeline thread is doing: a stall names each thread's phase and how long it has been
+/// in it, so the wait that never ends is named rather than guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(super) enum Phase {
+    Starting = 0,
+    /// Reader: waiting for a free slot.
+    WaitSlot,
+    /// Reader: reading records into the slot's staging (and waiting for its last reads).
+    Reading,
+    /// Reader: growing the slot's device arena for this batch.
+    GrowArena,
+    /// Decoder: waiting for images to claim.
+    WaitWork,
+    /// Decoder: inside the decoder's decode call.
+    Decode,
+    /// Decoder: recording its fence.
+    Fence,
+    /// Assembler: waiting for a decoded batch.
+    WaitBatch,
+    /// Assembler: waiting on the host for a batch's kernel (retiring it).
+    Retire,
+    /// Assembler: waiting for a free output buffer (the consumer holds them all).
+    WaitRing,
+    /// Assembler: queueing the kernel.
+    Launch,
+    /// Assembler: waiting for room in the delivery queue.
+    Deliver,
+    Done,
+}
+
+impl Phase {
+    const ALL: [Phase; 13] = [
+        Phase::Starting,
+        Phase::WaitSlot,
+        Phase::Reading,
+        Phase::GrowArena,
+        Phase::WaitWork,
+        Phase::Decode,
+        Phase::Fence,
+        Phase::WaitBatch,
+        Phase::Retire,
+        Phase::WaitRing,
+        Phase::Launch,
+        Phase::Deliver,
+        Phase::Done,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::WaitSlot => "waiting for a slot",
+            Phase::Reading => "reading",
+            Phase::GrowArena => "growing the arena",
+            Phase::WaitWork => "waiting for work",
+            Phase::Decode => "decoding",
+            Phase::Fence => "fencing",
+            Phase::WaitBatch => "waiting for a decoded batch",
+            Phase::Retire => "waiting for a kernel",
+            Phase::WaitRing => "waiting for an output buffer",
+            Phase::Launch => "launching",
+            Phase::Deliver => "delivering",
+            Phase::Done => "done",
+        }
+    }
+}
+
+/// Which thread a phase belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Who {
+    Reader(usize),
+    Decoder(usize),
+    Assembler,
+}
+
+/// Every pipeline thread's current phase and when it entered it (one atomic word each: the
+/// phase in the top byte, milliseconds since the run's start below).
+pub(super) struct Phases {
+    readers: usize,
+    words: Vec<AtomicU64>,
+    t0: Instant,
+}
+
+impl Phases {
+    pub fn new(readers: usize, decoders: usize) -> Self {
+        Phases {
+            readers,
+            words: (0..readers + decoders + 1)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn slot(&self, who: Who) -> Option<&AtomicU64> {
+        let i = match who {
+            Who::Reader(r) => r,
+            Who::Decoder(w) => self.readers + w,
+            Who::Assembler => self.words.len() - 1,
+        };
+        self.words.get(i)
+    }
+
+    /// `who` enters `phase` now.
+    pub fn set(&self, who: Who, phase: Phase) {
+        let ms = (self.t0.elapsed().as_millis() as u64) & ((1 << 56) - 1);
+        if let Some(w) = self.slot(who) {
+            w.store((phase as u64) << 56 | ms, SeqCst);
+        }
+    }
+
+    /// (thread name, phase, seconds in it) for every thread.
+    fn snapshot(&self) -> Vec<(String, Phase, f64)> {
+        let now = self.t0.elapsed().as_millis() as u64;
+        let n = self.words.len();
+        self.words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let v = w.load(SeqCst);
+                let phase = Phase::ALL
+                    .get((v >> 56) as usize)
+                    .copied()
+                    .unwrap_or(Phase::Starting);
+                let since = v & ((1 << 56) - 1);
+                let name = if i < self.readers {
+                    format!("reader-{i}")
+                } else if i + 1 < n {
+                    format!("decoder-{}", i - self.readers)
+                } else {
+                    "assembler".to_string()
+                };
+                (name, phase, now.saturating_sub(since) as f64 / 1000.0)
+            })
+            .collect()
+    }
+}
+
 /// One open batch as the watchdog saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct OpenBatch {
@@ -41,7 +180,7 @@ pub(super) struct OpenBatch {
 }
 
 /// The pipeline's state when it stalled.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(super) struct State {
     pub submitted: u64,
     pub retired: u64,
@@ -51,6 +190,11 @@ pub(super) struct State {
     pub cpu: u64,
     /// `None` when the open list was locked (someone holds it: part of the story).
     pub open: Option<Vec<OpenBatch>>,
+    /// (thread, phase, seconds in it).
+    pub threads: Vec<(String, Phase, f64)>,
+    /// Per decoder: whether its stream's queued work has all completed (`None`: the query
+    /// failed). A decoder waiting on an idle stream waits for a wake-up that was lost.
+    pub streams_done: Vec<Option<bool>>,
 }
 
 impl State {
@@ -82,6 +226,12 @@ impl State {
             cuda: c.by_cuda.load(SeqCst),
             cpu: c.by_cpu.load(SeqCst),
             open,
+            threads: sh.phases.snapshot(),
+            streams_done: sh
+                .decoder_streams
+                .iter()
+                .map(|st| crate::gpu::ffi::cuda::stream_done(st).ok())
+                .collect(),
         }
     }
 }
@@ -102,10 +252,27 @@ impl fmt::Display for State {
                         b.seq, b.items, b.front, b.back, b.hardware_eligible, b.cuda_only, b.finished
                     )?;
                 }
-                Ok(())
             }
-            None => f.write_str(" (open list locked)"),
+            None => f.write_str(" (open list locked)")?,
         }
+        if !self.threads.is_empty() {
+            f.write_str("; threads:")?;
+            for (name, phase, s) in &self.threads {
+                write!(f, " {name} {} for {s:.1} s,", phase.name())?;
+            }
+        }
+        if !self.streams_done.is_empty() {
+            f.write_str(" decoder streams:")?;
+            for (w, d) in self.streams_done.iter().enumerate() {
+                let what = match d {
+                    Some(true) => "idle",
+                    Some(false) => "busy",
+                    None => "unknown",
+                };
+                write!(f, " {w} {what}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -136,6 +303,8 @@ mod tests {
             hw: 300,
             cuda: 40,
             cpu: 1,
+            threads: Vec::new(),
+            streams_done: Vec::new(),
             open: Some(vec![OpenBatch {
                 seq: 1,
                 items: 256,
@@ -153,5 +322,41 @@ mod tests {
         );
         s.open = None;
         assert!(s.to_string().ends_with("cpu 1; (open list locked)"));
+        s.threads = vec![
+            ("reader-0".into(), Phase::WaitSlot, 20.5),
+            ("decoder-0".into(), Phase::Decode, 21.0),
+        ];
+        assert!(s.to_string().ends_with(
+            "(open list locked); threads: reader-0 waiting for a slot for 20.5 s, \
+             decoder-0 decoding for 21.0 s,"
+        ));
+        s.streams_done = vec![Some(false), Some(true), None];
+        assert!(s
+            .to_string()
+            .ends_with("21.0 s, decoder streams: 0 busy 1 idle 2 unknown"));
+    }
+
+    #[test]
+    fn phases_name_each_thread_and_its_phase() {
+        let p = Phases::new(2, 1);
+        p.set(Who::Reader(1), Phase::GrowArena);
+        p.set(Who::Decoder(0), Phase::Decode);
+        p.set(Who::Assembler, Phase::Retire);
+        p.set(Who::Decoder(5), Phase::Decode); // no such thread: ignored
+        let s = p.snapshot();
+        let names: Vec<_> = s.iter().map(|t| (t.0.as_str(), t.1)).collect();
+        assert_eq!(
+            names,
+            [
+                ("reader-0", Phase::Starting),
+                ("reader-1", Phase::GrowArena),
+                ("decoder-0", Phase::Decode),
+                ("assembler", Phase::Retire)
+            ]
+        );
+        assert!(s.iter().all(|t| t.2 >= 0.0 && t.2 < 5.0));
+        for ph in Phase::ALL {
+            assert_eq!(Phase::ALL[ph as usize], ph);
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use super::batch::{find_work, Role};
 use super::shared::{Shared, WAIT};
+use super::watchdog::{Phase, Who};
 use crate::gpu::GpuError;
 use crate::throughput::decoders::{Decoder, DecoderKind, Job, JobResult};
 use crate::throughput::meter::add_since;
@@ -56,8 +57,11 @@ pub(super) fn worker(
         DecoderKind::Hardware => &sh.counters.hw_ns,
         _ => &sh.counters.cuda_ns,
     };
+    let me = Who::Decoder(w);
     loop {
+        sh.phases.set(me, Phase::WaitWork);
         if sh.abort.load(SeqCst) || sh.workers_exit.load(SeqCst) {
+            sh.phases.set(me, Phase::Done);
             return Ok(());
         }
         let role = match role {
@@ -89,7 +93,9 @@ pub(super) fn worker(
                 dst: res.arena.image(it.arena_off, it.width, it.height)?,
             });
         }
+        sh.phases.set(me, Phase::Decode);
         dec.decode(&jobs, &mut results)?;
+        sh.phases.set(me, Phase::Fence);
         dec.fence(res.id)?;
         batch.fence_mask.fetch_or(1u64 << w, SeqCst);
         let t_out = tally(&idxs, &results);

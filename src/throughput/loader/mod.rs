@@ -259,8 +259,13 @@ impl Loader {
             DeviceRequest::Cuda(n) => (DeviceChoice::Gpu, n.unwrap_or(rank.local)),
             DeviceRequest::Cpu => (DeviceChoice::Cpu, 0),
         };
-        let (device, fallback) =
-            select_with(choice, &[ordinal], |g| crate::gpu::device::probe(g).missing)?;
+        let connections =
+            crate::gpu::connections::problem(env(crate::gpu::connections::ENV).as_deref());
+        let (device, fallback) = select_with(choice, &[ordinal], |g| {
+            let mut missing = crate::gpu::device::probe(g).missing;
+            missing.extend(connections.clone());
+            missing
+        })?;
         if let Some(f) = fallback {
             warnings.push(format!("no usable GPU, running on the CPU: {}", f.reason()));
         }
