@@ -37,6 +37,9 @@ def _cuda_started():
 # package asks for the maximum (a value the user set is kept; a GPU loader refuses too few).
 if _dsprep.CONNECTIONS_ENV not in _os.environ and not _cuda_started():
     _os.environ[_dsprep.CONNECTIONS_ENV] = str(_dsprep.CONNECTIONS_NEEDED)
+# What this process's contexts get (or, when CUDA had started, got): the loader checks this,
+# not the environment of the moment (CUDA will not read a later change).
+_CONNECTIONS = _os.environ.get(_dsprep.CONNECTIONS_ENV, "")
 
 __all__ = ["Loader", "DsprepError"]
 
@@ -84,7 +87,8 @@ class Loader:
             str(path), split, batch_size, size, resize, float(flip),
             None if hsv is None else [float(x) for x in hsv], dtype,
             [float(x) for x in mean], [float(x) for x in std], bool(bgr), max_boxes,
-            bool(shuffle), seed, bool(drop_last), device, decoders, threads, rank, world_size)
+            bool(shuffle), seed, bool(drop_last), device, decoders, threads, rank, world_size,
+            _CONNECTIONS)
         self.device = self._core.device()
         for w in self._core.warnings():
             _warnings.warn(f"dsprep.Loader: {w}", RuntimeWarning, stacklevel=2)

@@ -146,7 +146,7 @@ impl CoreLoader {
         flip=0.0, hsv=None, dtype="float16".to_string(), mean=vec![0.0, 0.0, 0.0],
         std=vec![255.0, 255.0, 255.0], bgr=false, max_boxes=None, shuffle=true, seed=0,
         drop_last=true, device="auto".to_string(), decoders="both".to_string(), threads=None,
-        rank=None, world_size=None))]
+        rank=None, world_size=None, connections=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -170,6 +170,7 @@ impl CoreLoader {
         threads: Option<i64>,
         rank: Option<i64>,
         world_size: Option<i64>,
+        connections: Option<String>,
     ) -> PyResult<Self> {
         let raw = RawOptions {
             path,
@@ -194,7 +195,17 @@ impl CoreLoader {
             world_size,
         };
         let loader = py
-            .detach(|| Loader::open(&raw, &|k| std::env::var(k).ok()))
+            // `connections`: CUDA_DEVICE_MAX_CONNECTIONS as this process's CUDA contexts got it
+            // (the package records it at import); the environment now may say otherwise.
+            .detach(|| {
+                Loader::open(&raw, &|k| match &connections {
+                    // "" records that it was unset.
+                    Some(c) if k == dsprep::gpu::connections::ENV => {
+                        (!c.is_empty()).then(|| c.clone())
+                    }
+                    _ => std::env::var(k).ok(),
+                })
+            })
             .map_err(to_py)?;
         Ok(CoreLoader {
             inner: Mutex::new(loader),

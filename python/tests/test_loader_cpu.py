@@ -351,3 +351,19 @@ print(json.dumps([cuda, "auto: " + core.device() + " " + " ".join(core.warnings(
     assert cuda.startswith("cuda: ") and "CUDA_DEVICE_MAX_CONNECTIONS=8 gives" in cuda, cuda
     assert "set CUDA_DEVICE_MAX_CONNECTIONS=32" in cuda, cuda
     assert auto.startswith("auto: cpu") and "CUDA_DEVICE_MAX_CONNECTIONS=8 gives" in auto, auto
+
+
+def test_the_queue_count_is_the_one_at_import_not_a_later_change(shards):
+    # CUDA reads the variable when a context is created; changing the environment afterwards
+    # changes nothing, so the loader judges the value the package recorded at import.
+    code = f"""
+import os, dsprep
+os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = "32"
+try:
+    dsprep.Loader({str(shards["tfrecord"])!r}, device="cuda")
+    print("no error")
+except dsprep.DsprepError as e:
+    print(str(e).replace(chr(10), " "))
+"""
+    out = run_python(code, CUDA_DEVICE_MAX_CONNECTIONS="8")
+    assert "CUDA_DEVICE_MAX_CONNECTIONS=8 gives" in out, out

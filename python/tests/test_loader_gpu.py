@@ -165,4 +165,10 @@ print(ld.device, sum(b["images"].shape[0] for b in ld))
 """
     out = subprocess.run([sys.executable, "-c", early], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.split()[-1] == "24", out.stdout
+    assert out.stdout.split() == ["cuda:0", "24"], out.stdout
+    # Following the advice inside the process, after CUDA started, does not count: CUDA read
+    # the variable when the context was made.
+    after = late.replace("import dsprep", "import dsprep, os; os.environ['CUDA_DEVICE_MAX_CONNECTIONS'] = '32'")
+    out = subprocess.run([sys.executable, "-c", after], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("refused:"), out.stdout

@@ -8,9 +8,11 @@
 //! transfers ended up waiting on each other: the GPU sat idle with every decoder waiting
 //! (measured 2026-12-02: every training run with the hardware decoder stalled within 20 s at
 //! 8 queues, none of three at 32; `bench/loader/results-2026-12-02b/diagnosis.md`). So the GPU
-//! pipeline runs only in a process whose contexts get the maximum: the CLI sets it before any
-//! CUDA call, the Python package at import, and a loader in a process that has fewer refuses
-//! the GPU and says how to fix it.
+//! pipeline wants every context of its process to get the maximum: the CLI sets it before any
+//! CUDA call when it is unset (a value you export is used as it is: `verify-throughput` has no
+//! training loop beside it, and ran without a stall at 8 in every measured run), the Python
+//! package at import, and a loader whose process has fewer refuses the GPU and says how to
+//! fix it.
 
 /// The variable's name.
 pub const ENV: &str = "CUDA_DEVICE_MAX_CONNECTIONS";
@@ -21,8 +23,8 @@ pub const NEEDED: u32 = 32;
 /// pipeline, or `None` when it is enough.
 pub fn problem(value: Option<&str>) -> Option<String> {
     let fix = format!(
-        "set {ENV}={NEEDED} in the environment, or import dsprep before anything initialises \
-         CUDA (the package sets it then)"
+        "set {ENV}={NEEDED} in the environment before the process starts, or import dsprep \
+         before anything initialises CUDA (the package sets it then)"
     );
     match value.map(str::trim) {
         None => Some(format!(
@@ -30,7 +32,10 @@ pub fn problem(value: Option<&str>) -> Option<String> {
              streams can deadlock with a training loop's: {fix}"
         )),
         Some(v) => match v.parse::<u32>() {
-            Ok(n) if n >= NEEDED => None,
+            Ok(n) if n == NEEDED => None,
+            Ok(n) if n > NEEDED => Some(format!(
+                "{ENV}={n} is outside CUDA's documented range (1 to {NEEDED}): {fix}"
+            )),
             Ok(n) => Some(format!(
                 "{ENV}={n} gives CUDA contexts {n} hardware queues; the GPU pipeline needs \
                  {NEEDED} (with fewer its streams can deadlock with a training loop's): {fix}"
@@ -64,5 +69,10 @@ mod tests {
         );
         assert!(problem(Some("1")).is_some());
         assert!(problem(Some("thirty")).unwrap().contains("not a number"));
+        assert!(problem(Some("")).unwrap().contains("not a number"));
+        assert_eq!(problem(Some("+32")), None); // what CUDA's own parse takes too
+        assert!(problem(Some("64"))
+            .unwrap()
+            .contains("outside CUDA's documented range"));
     }
 }

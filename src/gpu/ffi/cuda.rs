@@ -447,7 +447,11 @@ impl Event {
 
 /// Whether all work queued on `stream` so far has completed (a non-blocking query).
 pub fn stream_done(stream: &CudaStream) -> Result<bool, GpuError> {
-    // SAFETY: the stream handle is live (borrowed from its owner).
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(|e| cuda_err("cuCtxSetCurrent", e))?;
+    // SAFETY: the stream handle is live (borrowed from its owner) and its context is current.
     match unsafe { sys::cuStreamQuery(stream.cu_stream()) } {
         sys::cudaError_enum::CUDA_SUCCESS => Ok(true),
         sys::cudaError_enum::CUDA_ERROR_NOT_READY => Ok(false),

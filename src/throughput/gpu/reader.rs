@@ -108,8 +108,7 @@ fn planned_reader(sh: &Shared<'_>, feed: &PlannedFeed<'_>, r: usize) -> Result<(
         sh.counters
             .read_ns
             .fetch_add(t0.elapsed().saturating_sub(wait).as_nanos() as u64, SeqCst);
-        sh.phases.set(Who::Reader(r), Phase::GrowArena);
-        submit_planned(sh, f, index, infos, early)?;
+        submit_planned(sh, r, f, index, infos, early)?;
     }
     Ok(())
 }
@@ -206,7 +205,7 @@ fn shard_reader(sh: &Shared<'_>, me: usize) -> Result<(), PipelineError> {
                 f.bytes += len as u64;
                 if f.items.len() >= batch {
                     if let Some(full) = cur.take() {
-                        if let Err(e) = submit(sh, full) {
+                        if let Err(e) = submit(sh, me, full) {
                             err = Some(e);
                             return Flow::Stop;
                         }
@@ -232,7 +231,7 @@ fn shard_reader(sh: &Shared<'_>, me: usize) -> Result<(), PipelineError> {
     }
     if let Some(f) = cur.take() {
         if !f.items.is_empty() && !sh.schedule.halted() {
-            submit(sh, f)?;
+            submit(sh, me, f)?;
         } else {
             let _ = sh.pool_tx.send(f.res);
         }
@@ -241,29 +240,33 @@ fn shard_reader(sh: &Shared<'_>, me: usize) -> Result<(), PipelineError> {
 }
 
 /// Opens a filled batch to the decoders (the arena grown to fit it first).
-fn submit(sh: &Shared<'_>, f: Filling) -> Result<(), GpuError> {
-    submit_with(sh, f, None, Vec::new())
+fn submit(sh: &Shared<'_>, reader: usize, f: Filling) -> Result<(), GpuError> {
+    submit_with(sh, reader, f, None, Vec::new())
 }
 
 /// Opens planned batch `index`; items in `early` failed before decoding and are never claimed
 /// (a batch where every item failed goes straight to the assembler).
 fn submit_planned(
     sh: &Shared<'_>,
+    reader: usize,
     f: Filling,
     index: u64,
     infos: Vec<ItemInfo>,
     early: Vec<(usize, String)>,
 ) -> Result<(), GpuError> {
-    submit_with(sh, f, Some((index, infos)), early)
+    submit_with(sh, reader, f, Some((index, infos)), early)
 }
 
 fn submit_with(
     sh: &Shared<'_>,
+    reader: usize,
     mut f: Filling,
     planned: Option<(u64, Vec<ItemInfo>)>,
     early: Vec<(usize, String)>,
 ) -> Result<(), GpuError> {
+    sh.phases.set(Who::Reader(reader), Phase::GrowArena);
     f.res.arena.ensure(f.layout.arena_len as usize)?;
+    sh.phases.set(Who::Reader(reader), Phase::Reading);
     let decode: Vec<Option<bool>> = f
         .items
         .iter()

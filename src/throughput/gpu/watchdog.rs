@@ -108,6 +108,7 @@ pub(super) enum Who {
 /// phase in the top byte, milliseconds since the run's start below).
 pub(super) struct Phases {
     readers: usize,
+    decoders: usize,
     words: Vec<AtomicU64>,
     t0: Instant,
 }
@@ -116,6 +117,7 @@ impl Phases {
     pub fn new(readers: usize, decoders: usize) -> Self {
         Phases {
             readers,
+            decoders,
             words: (0..readers + decoders + 1)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
@@ -125,19 +127,24 @@ impl Phases {
 
     fn slot(&self, who: Who) -> Option<&AtomicU64> {
         let i = match who {
-            Who::Reader(r) => r,
-            Who::Decoder(w) => self.readers + w,
-            Who::Assembler => self.words.len() - 1,
+            Who::Reader(r) if r < self.readers => r,
+            Who::Decoder(w) if w < self.decoders => self.readers + w,
+            Who::Assembler => self.readers + self.decoders,
+            _ => return None,
         };
         self.words.get(i)
     }
 
-    /// `who` enters `phase` now.
+    /// `who` is in `phase` from now on; already in it, it keeps the time it entered (threads
+    /// that wait in a loop set their phase on every turn, and a stall must show the whole
+    /// wait).
     pub fn set(&self, who: Who, phase: Phase) {
-        let ms = (self.t0.elapsed().as_millis() as u64) & ((1 << 56) - 1);
-        if let Some(w) = self.slot(who) {
-            w.store((phase as u64) << 56 | ms, SeqCst);
+        let Some(w) = self.slot(who) else { return };
+        if w.load(SeqCst) >> 56 == phase as u64 {
+            return;
         }
+        let ms = (self.t0.elapsed().as_millis() as u64) & ((1 << 56) - 1);
+        w.store((phase as u64) << 56 | ms, SeqCst);
     }
 
     /// (thread name, phase, seconds in it) for every thread.
@@ -343,6 +350,8 @@ mod tests {
         p.set(Who::Decoder(0), Phase::Decode);
         p.set(Who::Assembler, Phase::Retire);
         p.set(Who::Decoder(5), Phase::Decode); // no such thread: ignored
+        p.set(Who::Decoder(1), Phase::Fence); // one decoder only: not the assembler's slot
+        p.set(Who::Reader(2), Phase::Done); // two readers: not decoder 0's
         let s = p.snapshot();
         let names: Vec<_> = s.iter().map(|t| (t.0.as_str(), t.1)).collect();
         assert_eq!(
@@ -355,6 +364,13 @@ mod tests {
             ]
         );
         assert!(s.iter().all(|t| t.2 >= 0.0 && t.2 < 5.0));
+        // Setting the phase it is in keeps the time it entered it; a new phase restarts it.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        p.set(Who::Decoder(0), Phase::Decode);
+        let waited = p.snapshot()[2].2;
+        assert!(waited >= 0.025, "{waited}");
+        p.set(Who::Decoder(0), Phase::WaitWork);
+        assert!(p.snapshot()[2].2 < waited);
         for ph in Phase::ALL {
             assert_eq!(Phase::ALL[ph as usize], ph);
         }
