@@ -21,13 +21,9 @@ use dsprep::throughput::read::read_jpegs;
 use dsprep::throughput::ResizeMode;
 use std::time::{Duration, Instant};
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/args.rs"]
+mod args;
+use args::arg;
 
 /// |a − b| histogram in whole levels (last bucket: 8 and more), max, sum, count.
 #[derive(Default)]

@@ -17,13 +17,9 @@ use dsprep::image::scaled_decode::{choose_denom, decode_scaled, decode_scaled_li
 use fast_image_resize as fir;
 use std::time::Instant;
 
-fn arg<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> T {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/args.rs"]
+mod args;
+use args::arg;
 
 fn psnr(sq_err: f64, n: usize) -> f64 {
     let mse = sq_err / n.max(1) as f64;

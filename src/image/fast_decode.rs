@@ -184,17 +184,12 @@ mod tests {
     }
 
     fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
-        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-        enc.encode(
-            &noise(w, h, seed),
-            w as u16,
-            h as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .unwrap();
-        out
+        let img = crate::image::RgbImage {
+            width: w,
+            height: h,
+            data: noise(w, h, seed),
+        };
+        crate::image::encode_baseline_jpeg(&img, 90).unwrap()
     }
 
     /// Start of the entropy-coded data: just past the SOS segment.

@@ -60,11 +60,16 @@ fn tj_err(e: turbojpeg::Error) -> ImageError {
 /// The largest DCT scaling denominator (1, 2, 4, 8) that keeps a stored `width`×`height`
 /// image at least [`HEADROOM`]× `out_w`×`out_h` (same orientation) on both axes.
 pub fn choose_denom(width: u32, height: u32, out_w: u32, out_h: u32) -> u32 {
+    denom_with_headroom(width, height, out_w, out_h, HEADROOM)
+}
+
+/// [`choose_denom`] for another `headroom` (the CPU data path decodes to the placed size: 1×).
+pub fn denom_with_headroom(width: u32, height: u32, out_w: u32, out_h: u32, headroom: f64) -> u32 {
     let mut best = 1;
     for d in [2u32, 4, 8] {
         let sw = f64::from(width) / f64::from(d);
         let sh = f64::from(height) / f64::from(d);
-        if sw >= HEADROOM * f64::from(out_w) && sh >= HEADROOM * f64::from(out_h) {
+        if sw >= headroom * f64::from(out_w) && sh >= headroom * f64::from(out_h) {
             best = d;
         }
     }

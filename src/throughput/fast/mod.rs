@@ -88,15 +88,7 @@ fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
 /// The DCT scaling denominator for a `w`×`h` image placed at `pw`×`ph`: the largest of 2, 4, 8
 /// keeping the decode at least [`DCT_HEADROOM`]× the placed size on both axes, else 1.
 pub fn dct_denominator(w: u32, h: u32, pw: u32, ph: u32) -> u32 {
-    let mut best = 1;
-    for d in [2u32, 4, 8] {
-        let ok =
-            |size: u32, out: u32| f64::from(size) / f64::from(d) >= DCT_HEADROOM * f64::from(out);
-        if ok(w, pw) && ok(h, ph) {
-            best = d;
-        }
-    }
-    best
+    crate::image::scaled_decode::denom_with_headroom(w, h, pw, ph, DCT_HEADROOM)
 }
 
 /// Decodes `jpeg` and writes its block into `out` (at least `3 × side²` elements), mirrored

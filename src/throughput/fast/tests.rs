@@ -37,17 +37,12 @@ fn photo(w: u32, h: u32, seed: u32) -> Vec<u8> {
 }
 
 fn jpeg(w: u32, h: u32, seed: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut enc = jpeg_encoder::Encoder::new(&mut out, 92);
-    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-    enc.encode(
-        &photo(w, h, seed),
-        w as u16,
-        h as u16,
-        jpeg_encoder::ColorType::Rgb,
-    )
-    .unwrap();
-    out
+    let img = crate::image::RgbImage {
+        width: w,
+        height: h,
+        data: photo(w, h, seed),
+    };
+    crate::image::encode_baseline_jpeg(&img, 92).unwrap()
 }
 
 fn reference(bytes: &[u8], t: &Target, flip: bool) -> Result<Vec<f32>, String> {
