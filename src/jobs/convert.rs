@@ -410,8 +410,7 @@ fn shard_count(target: ShardTarget, split: &SplitSource, ds: &CocoDataset) -> us
             let total: u64 = ds
                 .images
                 .iter()
-                .filter_map(|im| root.resolve(&im.file_name).ok())
-                .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+                .map(|im| root.file_size(&im.file_name).unwrap_or(0))
                 .sum();
             total.div_ceil(per_shard.max(1)) as usize
         }

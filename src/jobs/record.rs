@@ -5,7 +5,7 @@
 //! Pure per-image work, run in parallel; its result is appended to the shard in input order by
 //! the caller, so shard bytes never depend on scheduling.
 
-use crate::dataset::paths::Root;
+use crate::dataset::paths::{OpenFailed, Root};
 use crate::dataset::{normalize_box, BoxOutcome, ImageEntry, Sample};
 use crate::image::presize::{presize_jpeg, DEFAULT_QUALITY};
 use crate::image::resize::Target;
@@ -28,9 +28,16 @@ pub const DEFAULT_MAX_IMAGE_BYTES: u64 = 256 << 20;
 /// symbolic links) are refused, as is anything that is not a regular file (a FIFO would block
 /// for ever, a device never end) and anything larger than `max_bytes`.
 pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    let path = root.resolve(file_name).map_err(|e| e.to_string())?;
-    let size = match std::fs::metadata(&path) {
+    let file = match root.open(file_name) {
+        Ok(f) => f,
+        Err(OpenFailed::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("file not found".into())
+        }
+        Err(OpenFailed::Io(e)) => return Err(format!("cannot read: {e}")),
+        Err(refused) => return Err(refused.to_string()),
+    };
+    // Checked on the open file (no gap between the check and the read).
+    let size = match file.metadata() {
         Ok(m) if !m.is_file() => return Err("not a regular file".into()),
         Ok(m) if m.len() > max_bytes => {
             return Err(format!(
@@ -39,22 +46,37 @@ pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8
             ))
         }
         Ok(m) => m.len(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("file not found".into()),
         Err(e) => return Err(format!("cannot read: {e}")),
     };
-    let file = std::fs::File::open(&path).map_err(|e| format!("cannot read: {e}"))?;
-    // Sized from the metadata (+1 byte to see end-of-file in the same read): `Take` hides the
-    // file's size from `read_to_end`, which otherwise grows the buffer by doubling (a copy of
-    // the image per growth, and a read call per step).
-    let mut bytes = Vec::with_capacity(size.min(max_bytes) as usize + 1);
-    // The file may grow between the size check and the read: never past the limit.
-    file.take(max_bytes.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = read_capped(&file, size, max_bytes).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > max_bytes {
         return Err(format!(
             "file grew past the {max_bytes}-byte limit per image while it was read"
         ));
+    }
+    Ok(bytes)
+}
+
+/// The file's bytes, read into a buffer sized from its metadata `size` (+1 byte, to see the end
+/// of the file in the second read): two `read` calls for a file that does not change. Why not
+/// `read_to_end`: through `Take` (the cap below) it cannot see the file's size and reads in
+/// steps from 8 KiB up, a call each. Stops once more than `max_bytes` are in (the file may grow
+/// after `size` was taken: never read far past the limit).
+fn read_capped(file: &std::fs::File, size: u64, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    use rustix::buffer::spare_capacity;
+    let cap = max_bytes.saturating_add(1);
+    let mut bytes = Vec::with_capacity(size.min(cap) as usize + 1);
+    while (bytes.len() as u64) < cap {
+        if bytes.len() == bytes.capacity() {
+            let left = cap - bytes.len() as u64;
+            bytes.reserve(left.min(1 << 20) as usize);
+        }
+        match rustix::io::read(file, spare_capacity(&mut bytes)) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(bytes)
 }
@@ -330,6 +352,29 @@ mod tests {
             .contains("over the 3-byte limit"));
         std::os::unix::fs::symlink("/dev/zero", d.path().join("zero.jpg")).unwrap();
         assert!(read_input(&r, "zero.jpg", max).is_err());
+    }
+
+    /// The read stops past the limit even when the file is larger than its size said (it grew
+    /// after the size was taken), and reads whole files whatever the size hint.
+    #[test]
+    fn reads_are_capped_at_the_limit_whatever_the_size_hint() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("a.jpg");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let f = std::fs::File::open(&path).unwrap();
+        for hint in [0, 5, 3_000_000, 9_000_000] {
+            use std::io::Seek;
+            (&f).rewind().unwrap();
+            assert_eq!(read_capped(&f, hint, 1 << 30).unwrap(), data, "hint {hint}");
+            (&f).rewind().unwrap();
+            let capped = read_capped(&f, hint, 1000).unwrap();
+            assert!(
+                capped.len() > 1000 && capped.len() <= 1 << 20,
+                "hint {hint}"
+            );
+            assert_eq!(capped[..], data[..capped.len()]);
+        }
     }
 
     #[test]
