@@ -218,6 +218,8 @@ struct Scan<'t> {
     basis: Basis,
     /// Highest zigzag index inside the kept corner.
     last: usize,
+    /// Bits of the kept AC slots (1..N·N) in the non-zero mask of a block.
+    ac_slots: u32,
     mcus_x: usize,
     mcus_y: usize,
     restart: usize,
@@ -276,6 +278,7 @@ impl<'t> Scan<'t> {
             extents,
             basis: Basis::new(n),
             last: idct::last_kept(n),
+            ac_slots: ((1u32 << (n * n)) - 1) & !1,
             mcus_x,
             mcus_y,
             restart: t.restart,
@@ -311,14 +314,27 @@ impl<'t> Scan<'t> {
                             c.pred = c.pred.wrapping_add(c.dc.dc_diff(&mut r).ok()?);
                             blk[0] = c.pred.wrapping_mul(c.q0);
                             let put = &c.put;
+                            // Bit s set when slot s got a non-zero value (slot 31 = discarded).
+                            let mut nonzero = 0u32;
                             c.ac.ac_block(&mut r, self.last, |k, v| {
                                 let e = put[k & 127];
-                                blk[(e & 31) as usize] = v.wrapping_mul((e >> 5) as i32);
+                                let (slot, value) = (e & 31, v.wrapping_mul((e >> 5) as i32));
+                                blk[slot as usize] = value;
+                                nonzero |= u32::from(value != 0) << slot;
                             })
                             .ok()?;
+                            let ac_zero = nonzero & self.ac_slots == 0;
                             let x0 = (mx * c.h + bx) * n;
                             let y0 = (my * c.v + by) * n;
-                            idct::idct_into(&self.basis, &blk, &mut plane.data, stride, x0, y0);
+                            idct::idct_into(
+                                &self.basis,
+                                &blk,
+                                ac_zero,
+                                &mut plane.data,
+                                stride,
+                                x0,
+                                y0,
+                            );
                         }
                     }
                 }
