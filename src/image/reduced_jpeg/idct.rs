@@ -80,23 +80,26 @@ fn put_row<const N: usize>(out: &mut [u8], at: usize, v: u8) {
     }
 }
 
-/// Write the N×N block for `blk` at column `x0`, row `y0` of `out` (row length `stride`).
-/// `ac_zero`: no coefficient but the DC is non-zero (the decoder knows it from what it put;
-/// scanning the block for it was a loop per block).
+/// Write the N×N block for `blk` (coefficients as coded; `quant` holds each slot's
+/// quantization step) at column `x0`, row `y0` of `out` (row length `stride`). `dc_only`: the
+/// dequantized DC when no other coefficient of the corner is non-zero (the decoder knows it
+/// from what it put; scanning the block for it was a loop per block).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn idct_into(
     b: &Basis,
     blk: &Block,
-    ac_zero: bool,
+    quant: &[f32; 16],
+    dc_only: Option<i32>,
     out: &mut [u8],
     stride: usize,
     x0: usize,
     y0: usize,
 ) {
     let n = b.n;
-    if ac_zero {
+    if let Some(dc) = dc_only {
         // libjpeg's DC-only rounding (halves up), so 1/8 decodes agree exactly.
-        let v = ((blk[0] >> 3) + ((blk[0] >> 2) & 1) + 128).clamp(0, 255) as u8;
+        let v = ((dc >> 3) + ((dc >> 2) & 1) + 128).clamp(0, 255) as u8;
         // Fixed-size copies: `fill` on an N-byte row was a call to `memset` per row (2.5 % of
         // a 12 MP decode, most blocks of smooth areas are DC-only).
         for y in 0..n {
@@ -117,7 +120,7 @@ pub fn idct_into(
     if n == 4 {
         #[cfg(target_arch = "x86_64")]
         {
-            let px = sse2::idct4(blk);
+            let px = sse2::idct4(blk, quant);
             for (y, row) in px.iter().enumerate() {
                 let at = (y0 + y) * stride + x0;
                 if let Some(dst) = out.get_mut(at..at + 4) {
@@ -128,7 +131,7 @@ pub fn idct_into(
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            idct4(blk, out, stride, x0, y0);
+            idct4(blk, quant, out, stride, x0, y0);
             return;
         }
     }
@@ -141,7 +144,7 @@ pub fn idct_into(
             let mut s = 0f32;
             for v in 0..n {
                 for u in 0..n {
-                    s += b.m[y][v] * b.m[x][u] * blk[v * n + u] as f32;
+                    s += b.m[y][v] * b.m[x][u] * (blk[v * n + u] as f32 * quant[v * n + u]);
                 }
             }
             *px = to_u8(s);
@@ -202,25 +205,15 @@ fn transpose4(m: [F4; 4]) -> [F4; 4] {
 
 #[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn row_f32(blk: &Block, v: usize) -> F4 {
-    [
-        blk[v * 4] as f32,
-        blk[v * 4 + 1] as f32,
-        blk[v * 4 + 2] as f32,
-        blk[v * 4 + 3] as f32,
-    ]
+fn row_f32(blk: &Block, quant: &[f32; 16], v: usize) -> F4 {
+    [0, 1, 2, 3].map(|u| blk[v * 4 + u] as f32 * quant[v * 4 + u])
 }
 
 /// N = 4: vertical pass, transpose, horizontal pass, transpose back to rows.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn idct4(blk: &Block, out: &mut [u8], stride: usize, x0: usize, y0: usize) {
-    let rows = [
-        row_f32(blk, 0),
-        row_f32(blk, 1),
-        row_f32(blk, 2),
-        row_f32(blk, 3),
-    ];
+fn idct4(blk: &Block, quant: &[f32; 16], out: &mut [u8], stride: usize, x0: usize, y0: usize) {
+    let rows = [0, 1, 2, 3].map(|v| row_f32(blk, quant, v));
     let px = transpose4(pass4(transpose4(pass4(rows))));
     for (y, r) in px.iter().enumerate() {
         let at = (y0 + y) * stride + x0;
@@ -239,17 +232,18 @@ mod sse2 {
 
     /// The 4×4 output rows of `blk`'s kept corner.
     #[inline(always)]
-    pub fn idct4(blk: &Block) -> [[u8; 4]; 4] {
-        // SAFETY: SSE2 is part of the x86_64 baseline (every x86_64 CPU has it); the four loads
-        // read `blk[0..16]`, inside the 32-element array.
+    pub fn idct4(blk: &Block, quant: &[f32; 16]) -> [[u8; 4]; 4] {
+        // SAFETY: SSE2 is part of the x86_64 baseline (every x86_64 CPU has it); the loads
+        // read `blk[0..16]`, inside the 32-element array, and the 16 floats of `quant`.
         let packed = unsafe {
-            let p = blk.as_ptr() as *const __m128i;
-            let r = [
-                _mm_cvtepi32_ps(_mm_loadu_si128(p)),
-                _mm_cvtepi32_ps(_mm_loadu_si128(p.add(1))),
-                _mm_cvtepi32_ps(_mm_loadu_si128(p.add(2))),
-                _mm_cvtepi32_ps(_mm_loadu_si128(p.add(3))),
-            ];
+            let (p, q) = (blk.as_ptr() as *const __m128i, quant.as_ptr());
+            let row = |v: usize| {
+                _mm_mul_ps(
+                    _mm_cvtepi32_ps(_mm_loadu_si128(p.add(v))),
+                    _mm_loadu_ps(q.add(4 * v)),
+                )
+            };
+            let r = [row(0), row(1), row(2), row(3)];
             let px = transpose(pass(transpose(pass(r))));
             let [a, b, c, d] = px.map(|v| {
                 let v = _mm_min_ps(
@@ -324,7 +318,7 @@ mod tests {
             let mut blk = [0i32; 32];
             blk[0] = -80; // −10 from mid grey
             let mut out = vec![0u8; n * n];
-            idct_into(&b, &blk, true, &mut out, n, 0, 0);
+            idct_into(&b, &blk, &[1.0; 16], Some(blk[0]), &mut out, n, 0, 0);
             assert!(out.iter().all(|&v| v == 118), "n={n}: {out:?}");
         }
         // One horizontal first harmonic: full IDCT f(x) = ½·F·cos((2x+1)π/16)·(1/√2) for rows.
@@ -332,7 +326,7 @@ mod tests {
         let mut blk = [0i32; 32];
         blk[1] = 160; // v=0, u=1
         let mut out = vec![0u8; 16];
-        idct_into(&b, &blk, false, &mut out, 4, 0, 0);
+        idct_into(&b, &blk, &[1.0; 16], None, &mut out, 4, 0, 0);
         for x in 0..4 {
             let centre = 2.0 * x as f64 + 0.5; // cell centre on the 8-grid: 0.5, 2.5, ...
             let full = 0.25
@@ -358,7 +352,7 @@ mod tests {
             *c = ((i as i32 * 37) % 29 - 14) * 9;
         }
         let mut fast = vec![0u8; 16];
-        idct4(&blk, &mut fast, 4, 0, 0);
+        idct4(&blk, &[1.0; 16], &mut fast, 4, 0, 0);
         for y in 0..4 {
             for x in 0..4 {
                 let mut s = 0f32;
@@ -387,9 +381,10 @@ mod tests {
                 s ^= s << 5;
                 *c = (s % (2 * span + 1)) as i32 - span as i32;
             }
+            let quant: [f32; 16] = std::array::from_fn(|i| ((i * 7 + round) % 255 + 1) as f32);
             let mut want = [0u8; 16];
-            idct4(&blk, &mut want, 4, 0, 0);
-            assert_eq!(sse2::idct4(&blk).concat(), want, "block {blk:?}");
+            idct4(&blk, &quant, &mut want, 4, 0, 0);
+            assert_eq!(sse2::idct4(&blk, &quant).concat(), want, "block {blk:?}");
         }
     }
 

@@ -58,17 +58,18 @@ fn parse_dqt(seg: &[u8], t: &mut Tables) -> Option<()> {
         let pq_tq = *seg.get(p)?;
         let (precision, id) = (pq_tq >> 4, usize::from(pq_tq & 15));
         p += 1;
+        // 8-bit steps only, none zero (what baseline allows): then every dequantized value the
+        // IDCT multiplies out in floating point (|coefficient| < 2¹¹ times a step < 2⁸) is exact.
+        if precision != 0 {
+            return None;
+        }
         let mut q = [0i32; 64];
         for v in q.iter_mut() {
-            *v = if precision == 0 {
-                p += 1;
-                i32::from(*seg.get(p - 1)?)
-            } else if precision == 1 {
-                p += 2;
-                be16(seg, p - 2)? as i32
-            } else {
+            p += 1;
+            *v = i32::from(*seg.get(p - 1)?);
+            if *v == 0 {
                 return None;
-            };
+            }
         }
         *t.quant.get_mut(id)? = Some(q);
     }
@@ -202,9 +203,11 @@ struct CompState<'t> {
     ac: &'t HuffTable,
     /// DC quantization step.
     q0: i32,
-    /// Zigzag index (0..128) → quantization step << 5 | [`Block`] slot: where an AC
-    /// coefficient goes and what it is multiplied by, in one lookup.
-    put: [u32; 128],
+    /// Zigzag index (0..128) → [`Block`] slot: where an AC coefficient goes (undequantized).
+    slot: [u8; 128],
+    /// Quantization step of each kept slot: the IDCT dequantizes (in its float registers, four
+    /// at a time, instead of a multiply per coefficient in the decode loop).
+    quant: [f32; 16],
     pred: i32,
     /// Blocks per MCU (1×1 for a single-component scan).
     h: usize,
@@ -266,7 +269,16 @@ impl<'t> Scan<'t> {
                 dc: t.dc.get(td)?.as_ref()?,
                 ac: t.ac.get(ta)?.as_ref()?,
                 q0: q[0],
-                put: std::array::from_fn(|k| ((q[k & 63] as u32) << 5) | u32::from(map[k] & 31)),
+                slot: map,
+                quant: {
+                    let mut quant = [1f32; 16];
+                    for (k, &slot) in map.iter().enumerate().take(64) {
+                        if let Some(step) = quant.get_mut(usize::from(slot)) {
+                            *step = q[k] as f32;
+                        }
+                    }
+                    quant
+                },
                 pred: 0,
                 h,
                 v,
@@ -312,24 +324,26 @@ impl<'t> Scan<'t> {
                         for bx in 0..c.h {
                             let mut blk: Block = [0; 32];
                             c.pred = c.pred.wrapping_add(c.dc.dc_diff(&mut r).ok()?);
-                            blk[0] = c.pred.wrapping_mul(c.q0);
-                            let put = &c.put;
-                            // Bit s set when slot s got a non-zero value (slot 31 = discarded).
+                            blk[0] = c.pred;
+                            let slots = &c.slot;
+                            // Bit s set when slot s got a value (never zero: an AC value of
+                            // size 0 is a run or an end of block; slot 31 = discarded).
                             let mut nonzero = 0u32;
                             c.ac.ac_block(&mut r, self.last, |k, v| {
-                                let e = put[k & 127];
-                                let (slot, value) = (e & 31, v.wrapping_mul((e >> 5) as i32));
-                                blk[slot as usize] = value;
-                                nonzero |= u32::from(value != 0) << slot;
+                                let slot = slots[k & 127];
+                                blk[usize::from(slot & 31)] = v;
+                                nonzero |= 1 << (slot & 31);
                             })
                             .ok()?;
-                            let ac_zero = nonzero & self.ac_slots == 0;
+                            let dc =
+                                (nonzero & self.ac_slots == 0).then(|| c.pred.wrapping_mul(c.q0));
                             let x0 = (mx * c.h + bx) * n;
                             let y0 = (my * c.v + by) * n;
                             idct::idct_into(
                                 &self.basis,
                                 &blk,
-                                ac_zero,
+                                &c.quant,
+                                dc,
                                 &mut plane.data,
                                 stride,
                                 x0,
