@@ -1,7 +1,7 @@
 //! Where presize spends its time, and how close its resize is to an ideal one.
 //!
 //! `cargo run --release --example presize_stages -- DIR [--size 704] [--quality 90] [--count N]
-//!  [--denom auto|1|2|4|8] [--chroma direct|box|onepass] [--decoder ours|libjpeg] [--psnr]`
+//!  [--scale auto|8|4|3|2|1] [--chroma direct|box|onepass] [--decoder ours|libjpeg] [--psnr]`
 //!
 //! Single thread, files read into memory first. For each JPEG: reduced DCT decode to planes,
 //! Lanczos3 plane resize, 4:2:0 encode — the same calls `presize_image` makes — timed
@@ -13,7 +13,7 @@
 use dsprep::image::encode::encode_ycc420;
 use dsprep::image::presize::{resize_ycc_to_420, ChromaPath, CHROMA};
 use dsprep::image::resize::{replicate_edges, Target};
-use dsprep::image::scaled_decode::{choose_denom, decode_scaled, decode_scaled_libjpeg, Layout};
+use dsprep::image::scaled_decode::{choose_scale, decode_scaled, decode_scaled_libjpeg, Layout};
 use fast_image_resize as fir;
 use std::time::Instant;
 
@@ -101,13 +101,13 @@ fn sq_err(a: &[u8], b: &[f32]) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let Some(dir) = args.get(1) else {
-        eprintln!("usage: presize_stages DIR [--size 704] [--quality 90] [--count N] [--denom auto|1|2|4|8] [--psnr]");
+        eprintln!("usage: presize_stages DIR [--size 704] [--quality 90] [--count N] [--scale auto|8|4|3|2|1] [--psnr]");
         std::process::exit(2);
     };
     let size: u32 = arg(&args, "--size", 704);
     let quality: u8 = arg(&args, "--quality", 90);
     let count: usize = arg(&args, "--count", usize::MAX);
-    let denom_arg: String = arg(&args, "--denom", "auto".to_string());
+    let scale_arg: String = arg(&args, "--scale", "auto".to_string());
     let want_psnr = args.iter().any(|a| a == "--psnr");
     // `--decoder libjpeg`: libjpeg-turbo only (no reduced_jpeg fast path), for A/B timing.
     let libjpeg_only = arg(&args, "--decoder", String::new()) == "libjpeg";
@@ -143,9 +143,9 @@ fn main() {
         let Some((ow, oh)) = target.output_size(hdr.width, hdr.height) else {
             continue;
         };
-        let denom = match denom_arg.parse::<u32>() {
+        let denom = match scale_arg.parse::<u32>() {
             Ok(d) => d,
-            Err(_) => choose_denom(hdr.width, hdr.height, ow, oh),
+            Err(_) => choose_scale(hdr.width, hdr.height, ow, oh, true),
         };
         *denoms.entry(denom).or_insert(0) += 1;
         let t0 = Instant::now();
@@ -180,7 +180,7 @@ fn main() {
     let total = t_dec + t_res + t_enc;
     let ms = |t: f64| t / n.max(1) as f64 * 1e3;
     println!(
-        "{n} images, DCT denominators {denoms:?}: {:.1} img/s single core; per image decode {:.1} ms ({:.0} %), resize {:.1} ms ({:.0} %), encode {:.1} ms ({:.0} %)",
+        "{n} images, DCT scales (eighths) {denoms:?}: {:.1} img/s single core; per image decode {:.1} ms ({:.0} %), resize {:.1} ms ({:.0} %), encode {:.1} ms ({:.0} %)",
         n as f64 / total,
         ms(t_dec),
         100.0 * t_dec / total,
@@ -214,7 +214,7 @@ fn compare_decoders(data: &[Vec<u8>], target: Target) {
             let Some((ow, oh)) = target.output_size(hdr.width, hdr.height) else {
                 continue;
             };
-            let denom = choose_denom(hdr.width, hdr.height, ow, oh);
+            let denom = choose_scale(hdr.width, hdr.height, ow, oh, true);
             for (i, slot) in t.iter_mut().enumerate() {
                 let t0 = Instant::now();
                 let d = if i == 0 {

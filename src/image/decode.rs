@@ -121,7 +121,7 @@ pub(crate) fn check_scan_complete(bytes: &[u8], header: &JpegHeader) -> Result<(
     if !header.is_common_8bit() || !matches!(header.color, ColorModel::Gray | ColorModel::YCbCr) {
         return Ok(());
     }
-    super::scaled_decode::decode_scaled(bytes, 8, MAX_DECODE_PIXELS)
+    super::scaled_decode::decode_scaled(bytes, 1, MAX_DECODE_PIXELS)
         .map(|_| ())
         .map_err(|e| {
             ImageError::decode(

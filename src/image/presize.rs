@@ -29,7 +29,7 @@ use super::jpeg_header::{parse_jpeg_header, parse_jpeg_header_until_scan, ColorM
 use super::resize::{
     orient_plane, replicate_edges, resize_plane, resize_region, Filter, Plane, Target,
 };
-use super::scaled_decode::{choose_denom, decode_scaled, Decoded, Layout};
+use super::scaled_decode::{choose_scale, decode_scaled, Decoded, Layout};
 use super::sniff::{sniff, ImageFormat};
 use super::ImageError;
 
@@ -77,8 +77,8 @@ pub struct Resized {
     /// and `height / src_height`. 1.0 for pass-through.
     pub sx: f64,
     pub sy: f64,
-    /// DCT scaling denominator the decode used (1 = full size; 0 = no decode).
-    pub dct_denom: u32,
+    /// DCT scale the decode used, in eighths (8 = full size; 0 = no decode).
+    pub dct_eighths: u32,
 }
 
 impl Resized {
@@ -134,18 +134,18 @@ pub fn memory_estimate(bytes: &[u8], target: Target) -> u64 {
                     .sum::<u64>()
                     .max(64);
                 let (dw, dh) = h.displayed_size();
-                let denom = match target.output_size(dw, dh) {
+                let eighths = match target.output_size(dw, dh) {
                     Some((ow, oh)) => {
                         let (ow, oh) = if h.displayed_size() != (h.width, h.height) {
                             (oh, ow)
                         } else {
                             (ow, oh)
                         };
-                        u64::from(choose_denom(h.width, h.height, ow, oh))
+                        u64::from(dct_scale(&h, ow, oh))
                     }
-                    None => 1,
+                    None => 8,
                 };
-                let decoded = full / (denom * denom) * samples / 64;
+                let decoded = full * eighths * eighths / 64 * samples / 64;
                 // Multi-scan (progressive) files keep every 16-bit coefficient of the image.
                 let coefficients = if h.scans > 1 {
                     full * samples / 64 * 2
@@ -348,7 +348,7 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
         out: (ow, oh),
         stored_out: (sw_out, sh_out),
         orientation,
-        denom,
+        eighths,
     } = jpeg_plan(&header, opts)
     else {
         // Passed on as is: it must be whole (no decoder looks at it here).
@@ -362,10 +362,10 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
             src_height: dh,
             sx: 1.0,
             sy: 1.0,
-            dct_denom: 0,
+            dct_eighths: 0,
         });
     };
-    let mut decoded = decode_scaled(bytes, denom, MAX_DECODE_PIXELS)?;
+    let mut decoded = decode_scaled(bytes, eighths, MAX_DECODE_PIXELS)?;
     for (p, e) in decoded.planes.iter_mut().zip(&decoded.extents) {
         replicate_edges(p, *e);
     }
@@ -397,7 +397,7 @@ pub fn presize_image(bytes: &[u8], opts: &PresizeOptions) -> Result<Resized, Ima
         src_height: dh,
         sx: f64::from(ow) / f64::from(dw),
         sy: f64::from(oh) / f64::from(dh),
-        dct_denom: decoded.denom,
+        dct_eighths: decoded.eighths,
     })
 }
 
@@ -411,9 +411,22 @@ enum JpegPlan {
         out: (u32, u32),
         stored_out: (u32, u32),
         orientation: Orientation,
-        /// DCT scaling denominator of the decode.
-        denom: u32,
+        /// DCT scale of the decode, in eighths.
+        eighths: u32,
     },
+}
+
+/// The DCT scale (eighths) a JPEG is decoded at for a stored-orientation output of
+/// `ow`×`oh`: 3/8 only for files our own decoder reads (baseline, one scan, 8-bit, YCbCr or
+/// gray), where it has its 3×3 IDCT (see [`choose_scale`]).
+fn dct_scale(header: &super::jpeg_header::JpegHeader, ow: u32, oh: u32) -> u32 {
+    use super::jpeg_header::{ColorModel, Process};
+    let ours = header.process == Process::Baseline
+        && header.scans == 1
+        && header.precision == 8
+        && !header.arithmetic
+        && matches!(header.color, ColorModel::Gray | ColorModel::YCbCr);
+    choose_scale(header.width, header.height, ow, oh, ours)
 }
 
 fn jpeg_plan(header: &super::jpeg_header::JpegHeader, opts: &PresizeOptions) -> JpegPlan {
@@ -438,24 +451,24 @@ fn jpeg_plan(header: &super::jpeg_header::JpegHeader, opts: &PresizeOptions) -> 
         out: (ow, oh),
         stored_out,
         orientation,
-        denom: choose_denom(header.width, header.height, stored_out.0, stored_out.1),
+        eighths: dct_scale(header, stored_out.0, stored_out.1),
     }
 }
 
-/// The DCT scaling denominator [`presize_image`] decodes `bytes` at (0: passed through, 1:
+/// The DCT scale (eighths) [`presize_image`] decodes `bytes` at (0: passed through, 8:
 /// full size), from the header alone: what `--resume` records for an image an earlier run
 /// finished, so the manifest is the one a clean run writes.
-pub fn planned_denom(bytes: &[u8], opts: &PresizeOptions) -> Result<u32, ImageError> {
+pub fn planned_scale(bytes: &[u8], opts: &PresizeOptions) -> Result<u32, ImageError> {
     if sniff(bytes) != ImageFormat::Jpeg {
-        return Ok(1);
+        return Ok(8);
     }
     let header = parse_jpeg_header_until_scan(bytes)?;
     if needs_full_decode(&header) {
-        return Ok(1);
+        return Ok(8);
     }
     Ok(match jpeg_plan(&header, opts) {
         JpegPlan::PassThrough => 0,
-        JpegPlan::Rewrite { denom, .. } => denom,
+        JpegPlan::Rewrite { eighths, .. } => eighths,
     })
 }
 
@@ -493,7 +506,7 @@ fn via_rgb(bytes: &[u8], opts: &PresizeOptions, converted: Change) -> Result<Res
         src_height: dh,
         sx: f64::from(ow) / f64::from(dw),
         sy: f64::from(oh) / f64::from(dh),
-        dct_denom: 1,
+        dct_eighths: 8,
     })
 }
 
@@ -587,7 +600,7 @@ mod tests {
         let r = presize_jpeg(&src, Target::longest(400), 90).unwrap();
         assert_eq!(r.change, Some(Change::Resized));
         assert_eq!((r.width, r.height), (400, 250));
-        assert_eq!(r.dct_denom, 2); // 800 ≥ 2×400
+        assert_eq!(r.dct_eighths, 4); // 800 ≥ 2×400
         assert_eq!(r.sx, 0.25);
         assert_eq!(r.sy, 0.25);
         let out = r.bytes.as_deref().unwrap();
@@ -604,7 +617,7 @@ mod tests {
     }
 
     #[test]
-    fn planned_denom_is_the_denom_presize_uses() {
+    fn planned_scale_is_the_scale_presize_uses() {
         let opts = |size, reencode| PresizeOptions {
             target: Target::longest(size),
             quality: 90,
@@ -619,8 +632,8 @@ mod tests {
             let o = opts(size, reencode);
             let r = presize_image(&src, &o).unwrap();
             assert_eq!(
-                planned_denom(&src, &o).unwrap(),
-                r.dct_denom,
+                planned_scale(&src, &o).unwrap(),
+                r.dct_eighths,
                 "{size} {reencode}"
             );
         }
@@ -758,7 +771,7 @@ mod tests {
             layout: super::super::scaled_decode::Layout::Ycc,
             planes: vec![src.clone(), src.clone(), src.clone()],
             extents: vec![ext; 3],
-            denom: 1,
+            eighths: 8,
         };
         for (ow, oh) in [(201, 141), (200, 141), (201, 140), (3, 3)] {
             let [_, one, _] = resize_ycc_to_420(&d, ow, oh, ChromaPath::OnePassBox).unwrap();

@@ -1,4 +1,4 @@
-//! Inverse DCT to a reduced N×N block (N = 4, 2, 1: scales 1/2, 1/4, 1/8).
+//! Inverse DCT to a reduced N×N block (N = 4, 3, 2, 1: scales 1/2, 3/8, 1/4, 1/8).
 //!
 //! The output samples are the 8×8 block's cosine series, truncated to its lowest N×N
 //! frequencies and evaluated at the centres of N×N equal cells: the band limit is the
@@ -135,6 +135,19 @@ pub fn idct_into(
             return;
         }
     }
+    if n == 3 {
+        #[cfg(target_arch = "x86_64")]
+        let px = sse2::idct3(blk, quant);
+        #[cfg(not(target_arch = "x86_64"))]
+        let px = idct3(blk, quant);
+        for (y, row) in px.iter().enumerate() {
+            let at = (y0 + y) * stride + x0;
+            if let Some(dst) = out.get_mut(at..at + 3) {
+                dst.copy_from_slice(row);
+            }
+        }
+        return;
+    }
     for y in 0..n {
         let at = (y0 + y) * stride + x0;
         let Some(row) = out.get_mut(at..at + n) else {
@@ -156,6 +169,33 @@ pub fn idct_into(
 const A: f32 = 0.353_553_4; // ½·cos(π/4)
 const B: f32 = 0.461_939_8; // ½·cos(π/8)
 const C: f32 = 0.191_341_7; // ½·cos(3π/8)
+
+/// ½·C(u)·cos((2x+1)uπ/6) terms of the 3-point basis: A3 for u = 0, ±B3 for u = 1 (x = 0, 2;
+/// 0 at x = 1), C3 for u = 2 (x = 0, 2; −2·C3 at x = 1).
+const A3: f32 = 0.353_553_4; // ½·(1/√2)
+const B3: f32 = 0.433_012_7; // ½·cos(π/6)
+const C3: f32 = 0.25; // ½·cos(π/3)
+
+/// The 3-point IDCT of one lane: `[r0, r1, r2]` → three samples (the same operations, in the
+/// same order, as the SSE2 version's lanes).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+#[inline(always)]
+fn pass3_lane(r0: f32, r1: f32, r2: f32) -> [f32; 3] {
+    let e = A3 * r0;
+    let p = e + C3 * r2;
+    let q = B3 * r1;
+    [p + q, e - (C3 + C3) * r2, p - q]
+}
+
+/// N = 3 (scale 3/8), portable: vertical pass, then horizontal, as [`sse2::idct3`].
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn idct3(blk: &Block, quant: &[f32; 16]) -> [[u8; 3]; 3] {
+    let c = |i: usize| blk[i] as f32 * quant[i];
+    // Columns u: vertical pass over v.
+    let cols: [[f32; 3]; 3] = [0, 1, 2].map(|u| pass3_lane(c(u), c(3 + u), c(6 + u)));
+    // cols[u][y]; rows y: horizontal pass over u.
+    [0, 1, 2].map(|y| pass3_lane(cols[0][y], cols[1][y], cols[2][y]).map(to_u8))
+}
 
 /// Four lanes of the portable 4×4 IDCT: what other CPUs run, and the reference the SSE2
 /// version (x86_64) is tested against byte for byte.
@@ -227,8 +267,65 @@ fn idct4(blk: &Block, quant: &[f32; 16], out: &mut [u8], stride: usize, x0: usiz
 /// the portable version compiled to scalar conversions, shuffles and spills.
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
-    use super::{Block, A, B, C};
+    use super::{Block, A, A3, B, B3, C, C3};
     use std::arch::x86_64::*;
+
+    /// The 3×3 output rows of `blk`'s kept corner (slots `v * 3 + u`). Lane 3 of every row
+    /// load holds the next row's first coefficient: it only ever meets other lane-3 values
+    /// and is dropped at the end.
+    #[inline(always)]
+    pub fn idct3(blk: &Block, quant: &[f32; 16]) -> [[u8; 3]; 3] {
+        // SAFETY: SSE2 is part of the x86_64 baseline; the loads read `blk[0..10]` (of 32)
+        // and `quant[0..10]` (of 16).
+        let packed = unsafe {
+            let (p, q) = (blk.as_ptr(), quant.as_ptr());
+            let row = |v: usize| {
+                _mm_mul_ps(
+                    _mm_cvtepi32_ps(_mm_loadu_si128(p.add(3 * v) as *const __m128i)),
+                    _mm_loadu_ps(q.add(3 * v)),
+                )
+            };
+            let [t0, t1, t2] = pass3([row(0), row(1), row(2)]);
+            let cols = transpose([t0, t1, t2, _mm_setzero_ps()]);
+            let [o0, o1, o2] = pass3([cols[0], cols[1], cols[2]]);
+            let px = transpose([o0, o1, o2, _mm_setzero_ps()]);
+            let [a, b, c, d] = px.map(|v| to_i32(v));
+            _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))
+        };
+        let mut bytes = [0u8; 16];
+        // SAFETY: as above; the store writes the 16 bytes of `bytes`.
+        unsafe { _mm_storeu_si128(bytes.as_mut_ptr() as *mut __m128i, packed) };
+        [0, 1, 2].map(|y| [bytes[4 * y], bytes[4 * y + 1], bytes[4 * y + 2]])
+    }
+
+    /// See [`super::pass3_lane`].
+    ///
+    /// # Safety
+    /// Needs SSE2 (the x86_64 baseline).
+    #[inline(always)]
+    unsafe fn pass3(r: [__m128; 3]) -> [__m128; 3] {
+        let e = _mm_mul_ps(r[0], _mm_set1_ps(A3));
+        let p = _mm_add_ps(e, _mm_mul_ps(r[2], _mm_set1_ps(C3)));
+        let q = _mm_mul_ps(r[1], _mm_set1_ps(B3));
+        [
+            _mm_add_ps(p, q),
+            _mm_sub_ps(e, _mm_mul_ps(r[2], _mm_set1_ps(C3 + C3))),
+            _mm_sub_ps(p, q),
+        ]
+    }
+
+    /// Level shift, clamp, round to nearest-even (as `to_u8`: MXCSR's default rounding).
+    ///
+    /// # Safety
+    /// Needs SSE2 (the x86_64 baseline).
+    #[inline(always)]
+    unsafe fn to_i32(v: __m128) -> __m128i {
+        let v = _mm_min_ps(
+            _mm_max_ps(_mm_add_ps(v, _mm_set1_ps(128.0)), _mm_setzero_ps()),
+            _mm_set1_ps(255.0),
+        );
+        _mm_cvtps_epi32(v)
+    }
 
     /// The 4×4 output rows of `blk`'s kept corner.
     #[inline(always)]
@@ -245,14 +342,7 @@ mod sse2 {
             };
             let r = [row(0), row(1), row(2), row(3)];
             let px = transpose(pass(transpose(pass(r))));
-            let [a, b, c, d] = px.map(|v| {
-                let v = _mm_min_ps(
-                    _mm_max_ps(_mm_add_ps(v, _mm_set1_ps(128.0)), _mm_setzero_ps()),
-                    _mm_set1_ps(255.0),
-                );
-                // Nearest-even, as `to_u8`'s 1.5·2²³ addition (MXCSR's default rounding).
-                _mm_cvtps_epi32(v)
-            });
+            let [a, b, c, d] = px.map(|v| to_i32(v));
             _mm_packus_epi16(_mm_packs_epi32(a, b), _mm_packs_epi32(c, d))
         };
         let mut bytes = [0u8; 16];
@@ -385,6 +475,43 @@ mod tests {
             let mut want = [0u8; 16];
             idct4(&blk, &quant, &mut want, 4, 0, 0);
             assert_eq!(sse2::idct4(&blk, &quant).concat(), want, "block {blk:?}");
+        }
+    }
+
+    /// The 3×3 IDCT: SSE2 gives the portable bytes, and both follow the basis sums.
+    #[test]
+    fn idct3_matches_the_basis_and_sse2_the_portable_bytes() {
+        let b = Basis::new(3);
+        let mut s = 0x2545_F491u32;
+        for round in 0..20_000 {
+            let mut blk = [0i32; 32];
+            let span = [8, 64, 512, 4096][round % 4];
+            // Slots past the 3×3 corner hold junk: they must not matter.
+            for c in blk.iter_mut().take(12) {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                *c = (s % (2 * span + 1)) as i32 - span as i32;
+            }
+            let quant: [f32; 16] = std::array::from_fn(|i| ((i * 5 + round) % 255 + 1) as f32);
+            let portable = idct3(&blk, &quant);
+            #[cfg(target_arch = "x86_64")]
+            assert_eq!(sse2::idct3(&blk, &quant), portable, "block {blk:?}");
+            for (y, row) in portable.iter().enumerate() {
+                for (x, &px) in row.iter().enumerate() {
+                    let mut sum = 0f32;
+                    for v in 0..3 {
+                        for u in 0..3 {
+                            let i = v * 3 + u;
+                            sum += b.m[y][v] * b.m[x][u] * (blk[i] as f32 * quant[i]);
+                        }
+                    }
+                    assert!(
+                        (i32::from(px) - i32::from(to_u8(sum))).abs() <= 1,
+                        "({x},{y})"
+                    );
+                }
+            }
         }
     }
 

@@ -1,5 +1,5 @@
 //! Our own decoder for the common JPEG — baseline Huffman, 8-bit, YCbCr 4:2:0/4:2:2/4:4:0/
-//! 4:4:4 or gray, one interleaved scan — straight to reduced-size (1/2, 1/4, 1/8) planes.
+//! 4:4:4 or gray, one interleaved scan — straight to reduced-size (1/2, 3/8, 1/4, 1/8) planes.
 //!
 //! Why: presizing 12 MP photos, libjpeg-turbo's Huffman decoding is two thirds of the time and
 //! the part no scaling removes. This decoder does the same work with a combined
@@ -146,13 +146,12 @@ fn parse_sos(seg: &[u8], frame: &Frame) -> Option<Vec<(usize, usize, usize)>> {
     (seg.get(1 + 2 * ns..4 + 2 * ns)? == [0, 63, 0]).then_some(order)
 }
 
-/// Decode `bytes` at 1/`denom` (2, 4 or 8) into planes, or `None` when this decoder does not
-/// take the file (see the module docs). `max_pixels` bounds the luma plane.
-pub fn decode_reduced(bytes: &[u8], denom: u32, max_pixels: u64) -> Option<Decoded> {
-    let n = match denom {
-        2 => 4,
-        4 => 2,
-        8 => 1,
+/// Decode `bytes` at `eighths`/8 (4, 3, 2 or 1: an N×N IDCT per block with N = `eighths`)
+/// into planes, or `None` when this decoder does not take the file (see the module docs).
+/// `max_pixels` bounds the luma plane.
+pub fn decode_reduced(bytes: &[u8], eighths: u32, max_pixels: u64) -> Option<Decoded> {
+    let n = match eighths {
+        1..=4 => eighths as usize,
         _ => return None,
     };
     if bytes.get(..2)? != [0xFF, 0xD8] {
@@ -193,7 +192,7 @@ pub fn decode_reduced(bytes: &[u8], denom: u32, max_pixels: u64) -> Option<Decod
             _ => {}
         }
     };
-    Scan::new(&t, &frame, &order, n, max_pixels)?.run(bytes, data_start, denom)
+    Scan::new(&t, &frame, &order, n, max_pixels)?.run(bytes, data_start, eighths)
 }
 
 /// Per-component decoding state.
@@ -298,7 +297,7 @@ impl<'t> Scan<'t> {
         })
     }
 
-    fn run(mut self, bytes: &[u8], start: usize, denom: u32) -> Option<Decoded> {
+    fn run(mut self, bytes: &[u8], start: usize, eighths: u32) -> Option<Decoded> {
         let mut r = BitReader::new(bytes, start);
         let n = self.basis.n;
         let mut mcu = 0usize;
@@ -364,7 +363,7 @@ impl<'t> Scan<'t> {
             layout: if self.gray { Layout::Gray } else { Layout::Ycc },
             planes: self.planes,
             extents: self.extents,
-            denom,
+            eighths,
         })
     }
 }

@@ -47,9 +47,9 @@ fn encode(w: usize, h: usize, subsamp: Subsamp, quality: i32) -> Vec<u8> {
 }
 
 /// PSNR of our planes against libjpeg-turbo's over each plane's picture extent.
-fn psnr_vs_libjpeg(bytes: &[u8], denom: u32) -> Vec<f64> {
-    let ours = decode_reduced(bytes, denom, 1 << 30).expect("fast path takes it");
-    let theirs = decode_scaled_libjpeg(bytes, denom, 1 << 30).expect("libjpeg-turbo");
+fn psnr_vs_libjpeg(bytes: &[u8], eighths: u32) -> Vec<f64> {
+    let ours = decode_reduced(bytes, eighths, 1 << 30).expect("fast path takes it");
+    let theirs = decode_scaled_libjpeg(bytes, eighths, 1 << 30).expect("libjpeg-turbo");
     assert_eq!(ours.layout, theirs.layout);
     assert_eq!(ours.planes.len(), theirs.planes.len());
     let mut out = Vec::new();
@@ -90,13 +90,13 @@ fn agrees_with_libjpeg_turbo_for_every_sampling_scale_and_odd_size() {
     ] {
         for (w, h) in [(333, 211), (64, 48), (17, 9), (1, 1), (250, 3)] {
             let bytes = encode(w, h, subsamp, 92);
-            for denom in [2, 4, 8] {
-                let p = psnr_vs_libjpeg(&bytes, denom);
-                eprintln!("{subsamp:?} {w}x{h} 1/{denom}: {p:.1?}");
+            for eighths in [4, 3, 2, 1] {
+                let p = psnr_vs_libjpeg(&bytes, eighths);
+                eprintln!("{subsamp:?} {w}x{h} {eighths}/8: {p:.1?}");
                 for (i, v) in p.iter().enumerate() {
                     assert!(
                         *v >= 36.0,
-                        "{subsamp:?} {w}x{h} 1/{denom} plane {i}: {v:.1} dB"
+                        "{subsamp:?} {w}x{h} {eighths}/8 plane {i}: {v:.1} dB"
                     );
                 }
             }
@@ -123,12 +123,12 @@ fn restart_intervals_are_followed() {
             bytes.windows(2).any(|w| w == [0xFF, 0xD7]) || interval > 7,
             "the file has restart markers"
         );
-        for denom in [2, 8] {
-            let p = psnr_vs_libjpeg(&bytes, denom);
-            let floor = if denom == 8 { 99.0 } else { 36.0 };
+        for eighths in [4, 3, 1] {
+            let p = psnr_vs_libjpeg(&bytes, eighths);
+            let floor = if eighths == 1 { 99.0 } else { 36.0 };
             assert!(
                 p.iter().all(|&v| v >= floor),
-                "interval {interval} 1/{denom}: {p:?}"
+                "interval {interval} {eighths}/8: {p:?}"
             );
         }
     }
@@ -149,25 +149,25 @@ fn other_processes_are_handed_back() {
         c.set_progressive(progressive).expect("progressive");
         c.set_arithmetic(arithmetic).expect("arithmetic");
         let bytes = c.compress_to_vec(img).expect("encode");
-        assert!(decode_reduced(&bytes, 2, 1 << 30).is_none());
+        assert!(decode_reduced(&bytes, 4, 1 << 30).is_none());
         // ...and the public entry point still decodes it (through libjpeg-turbo).
-        let d = crate::image::scaled_decode::decode_scaled(&bytes, 2, 1 << 30).expect("decoded");
+        let d = crate::image::scaled_decode::decode_scaled(&bytes, 4, 1 << 30).expect("decoded");
         assert_eq!(d.planes[0].width, 32);
     }
     assert!(
-        decode_reduced(&encode(64, 48, Subsamp::Sub2x2, 90), 1, 1 << 30).is_none(),
+        decode_reduced(&encode(64, 48, Subsamp::Sub2x2, 90), 8, 1 << 30).is_none(),
         "1/1"
     );
-    assert!(decode_reduced(b"\xFF\xD8\xFF\xD9", 2, 1 << 30).is_none());
-    assert!(decode_reduced(b"", 2, 1 << 30).is_none());
+    assert!(decode_reduced(b"\xFF\xD8\xFF\xD9", 4, 1 << 30).is_none());
+    assert!(decode_reduced(b"", 4, 1 << 30).is_none());
 }
 
 #[test]
 fn the_pixel_limit_applies() {
     let bytes = encode(333, 211, Subsamp::Sub2x2, 90);
     // 1/2 of 333×211 is 167×106, in planes padded to whole 16×16 MCUs: 168×112.
-    assert!(decode_reduced(&bytes, 2, 168 * 112).is_some());
-    assert!(decode_reduced(&bytes, 2, 168 * 112 - 1).is_none());
+    assert!(decode_reduced(&bytes, 4, 168 * 112).is_some());
+    assert!(decode_reduced(&bytes, 4, 168 * 112 - 1).is_none());
 }
 
 /// Truncated and damaged files never panic; a file cut inside its scan is handed back (the
@@ -180,7 +180,7 @@ fn corrupt_data_never_panics_and_truncation_is_handed_back() {
         .position(|w| w == [0xFF, 0xDA])
         .expect("SOS");
     for cut in (0..bytes.len() - 1).step_by(7) {
-        let r = decode_reduced(&bytes[..cut], 2, 1 << 30);
+        let r = decode_reduced(&bytes[..cut], 4, 1 << 30);
         assert!(
             r.is_none(),
             "cut at {cut} of {} (SOS at {sos})",
@@ -192,7 +192,7 @@ fn corrupt_data_never_panics_and_truncation_is_handed_back() {
         for x in [0x01u8, 0x80, 0xFF] {
             let mut b = bytes.clone();
             b[at] ^= x;
-            if decode_reduced(&b, 2, 1 << 30).is_some() {
+            if decode_reduced(&b, 4, 1 << 30).is_some() {
                 damaged_some += 1;
             }
         }
@@ -206,14 +206,14 @@ fn corrupt_data_never_panics_and_truncation_is_handed_back() {
         .expect("RST1");
     let mut b = bytes.clone();
     b[rst + 1] = 0xD5;
-    assert!(decode_reduced(&b, 2, 1 << 30).is_none());
+    assert!(decode_reduced(&b, 4, 1 << 30).is_none());
 }
 
 #[test]
 fn fast_path_output_is_what_decode_scaled_returns() {
     let bytes = encode(333, 211, Subsamp::Sub2x2, 92);
-    let fast = decode_reduced(&bytes, 2, 1 << 30).expect("fast");
-    let d = crate::image::scaled_decode::decode_scaled(&bytes, 2, 1 << 30).expect("decode");
+    let fast = decode_reduced(&bytes, 4, 1 << 30).expect("fast");
+    let d = crate::image::scaled_decode::decode_scaled(&bytes, 4, 1 << 30).expect("decode");
     assert_eq!(d.planes, fast.planes);
     assert_eq!(d.extents, fast.extents);
 }

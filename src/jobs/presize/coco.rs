@@ -16,7 +16,7 @@ use crate::dataset::rescale::{rewrite_coco_file, ImagePlan, ImageScale};
 use crate::dataset::{load_coco, ImageEntry, SplitSource};
 use crate::image::jpeg_header::parse_jpeg_header;
 use crate::image::presize::{
-    memory_estimate, planned_denom, presize_image, Change, PresizeOptions,
+    memory_estimate, planned_scale, presize_image, Change, PresizeOptions,
 };
 use crate::jobs::budget::Budget;
 use crate::jobs::outdir::{OutputDir, OutputMode};
@@ -43,7 +43,7 @@ enum Outcome {
         bytes_in: u64,
         bytes_out: u64,
         resumed: bool,
-        dct_denom: u32,
+        dct_eighths: u32,
     },
     Failed(String),
     /// Not attempted: --strict stopped the run, or an output write failed.
@@ -222,7 +222,7 @@ fn account(
                 bytes_in,
                 bytes_out,
                 resumed,
-                dct_denom,
+                dct_eighths,
             } => {
                 match change {
                     Some(Change::Resized) => entry.resized += 1,
@@ -233,10 +233,10 @@ fn account(
                 entry.written.push(img.file_name.clone());
                 entry.bytes_in += bytes_in;
                 entry.bytes_out += bytes_out;
-                if *dct_denom > 0 {
+                if *dct_eighths > 0 {
                     *entry
                         .dct_scales
-                        .entry(format!("1/{dct_denom}"))
+                        .entry(crate::image::scaled_decode::scale_name(*dct_eighths))
                         .or_default() += 1;
                 }
                 // Coordinates are in the frame the JSON describes, as convert normalises them.
@@ -315,7 +315,7 @@ fn presize_one(
         bytes_in: bytes.len() as u64,
         bytes_out: written.len() as u64,
         resumed: false,
-        dct_denom: r.dct_denom,
+        dct_eighths: r.dct_eighths,
     })
 }
 
@@ -348,6 +348,6 @@ fn resumed(src: &Path, dst: &Path, opts: &PresizeOptions) -> Option<Outcome> {
         bytes_out: out.len() as u64,
         resumed: true,
         // What the clean run decoded at, so the manifest does not depend on the resume.
-        dct_denom: planned_denom(&input, opts).ok()?,
+        dct_eighths: planned_scale(&input, opts).ok()?,
     })
 }
