@@ -162,8 +162,9 @@ mod beneath {
 
         /// `Some` with the answer when the kernel decided; `None` when the path rule must:
         /// the name leaves the folder through a link (`EXDEV`; the rule tells an absolute
-        /// link back inside from a real escape), a magic link or loop (`ELOOP`), or no
-        /// `openat2` here.
+        /// link back inside from a real escape), a magic link or loop (`ELOOP`), a retry asked
+        /// for (`EAGAIN`), or no `openat2` here (`ENOSYS`, or `EPERM` from a sandbox: from
+        /// then on the path rule answers every name, same answers, only slower).
         pub fn open_file(&self, name: &str) -> Option<std::io::Result<File>> {
             let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY;
             Some(self.confined(name, flags)?.map(File::from))
@@ -177,7 +178,9 @@ mod beneath {
             let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
             match openat2(&self.fd, name, flags, Mode::empty(), resolve) {
                 Ok(fd) => Some(Ok(fd)),
-                Err(Errno::XDEV | Errno::LOOP) => None,
+                // EAGAIN: the kernel saw a rename race on a ".." it follows and asks for a
+                // retry; the path rule answers instead.
+                Err(Errno::XDEV | Errno::LOOP | Errno::AGAIN) => None,
                 Err(Errno::NOSYS | Errno::PERM) => {
                     self.works.store(false, Ordering::Relaxed);
                     None

@@ -6,7 +6,8 @@
 //!    orientation, variant — no decoding (the decoders check the rest);
 //! 2. nothing to do (within the limit, upright, no `--reencode`) → pass-through: the caller
 //!    keeps the input bytes, byte-identical, no generation loss;
-//! 3. DCT-domain reduced decode to raw Y/Cb/Cr planes at the largest 1/2ⁿ scale that keeps
+//! 3. DCT-domain reduced decode to raw Y/Cb/Cr planes at the smallest scale (1/2, 3/8, 1/4,
+//!    1/8; 3/8 only for files our decoder reads) that keeps
 //!    [`HEADROOM`](super::scaled_decode::HEADROOM)× the output size
 //!    ([`decode_scaled`](super::scaled_decode::decode_scaled): our own decoder for baseline
 //!    files, libjpeg-turbo for the rest);
@@ -418,15 +419,16 @@ enum JpegPlan {
 
 /// The DCT scale (eighths) a JPEG is decoded at for a stored-orientation output of
 /// `ow`×`oh`: 3/8 only for files our own decoder reads (baseline, one scan, 8-bit, YCbCr or
-/// gray), where it has its 3×3 IDCT (see [`choose_scale`]).
+/// gray, standard sampling: the set the hardware decoders take too), where it has its 3×3 IDCT
+/// (see [`choose_scale`]); libjpeg-turbo's 3/8 has no SIMD and is slower than its 1/2.
 fn dct_scale(header: &super::jpeg_header::JpegHeader, ow: u32, oh: u32) -> u32 {
-    use super::jpeg_header::{ColorModel, Process};
-    let ours = header.process == Process::Baseline
-        && header.scans == 1
-        && header.precision == 8
-        && !header.arithmetic
-        && matches!(header.color, ColorModel::Gray | ColorModel::YCbCr);
-    choose_scale(header.width, header.height, ow, oh, ours)
+    choose_scale(
+        header.width,
+        header.height,
+        ow,
+        oh,
+        header.hardware_decodable(),
+    )
 }
 
 fn jpeg_plan(header: &super::jpeg_header::JpegHeader, opts: &PresizeOptions) -> JpegPlan {

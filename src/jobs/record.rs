@@ -65,11 +65,12 @@ pub fn read_input(root: &Root, file_name: &str, max_bytes: u64) -> Result<Vec<u8
 fn read_capped(file: &std::fs::File, size: u64, max_bytes: u64) -> std::io::Result<Vec<u8>> {
     use rustix::buffer::spare_capacity;
     let cap = max_bytes.saturating_add(1);
-    let mut bytes = Vec::with_capacity(size.min(cap) as usize + 1);
+    // Capacity never past `cap`: `read` fills whatever spare capacity there is.
+    let mut bytes = Vec::with_capacity(size.min(max_bytes) as usize + 1);
     while (bytes.len() as u64) < cap {
         if bytes.len() == bytes.capacity() {
             let left = cap - bytes.len() as u64;
-            bytes.reserve(left.min(1 << 20) as usize);
+            bytes.reserve_exact(left.min(1 << 20) as usize);
         }
         match rustix::io::read(file, spare_capacity(&mut bytes)) {
             Ok(0) => break,
@@ -369,11 +370,16 @@ mod tests {
             assert_eq!(read_capped(&f, hint, 1 << 30).unwrap(), data, "hint {hint}");
             (&f).rewind().unwrap();
             let capped = read_capped(&f, hint, 1000).unwrap();
-            assert!(
-                capped.len() > 1000 && capped.len() <= 1 << 20,
-                "hint {hint}"
+            assert_eq!(
+                capped.len(),
+                1001,
+                "hint {hint}: one byte past the limit, no more"
             );
             assert_eq!(capped[..], data[..capped.len()]);
+            // Growth past a smaller size hint goes in bounded steps up to the cap exactly.
+            (&f).rewind().unwrap();
+            let capped = read_capped(&f, hint.min(5), 2_500_000).unwrap();
+            assert_eq!(capped.len(), 2_500_001, "hint {hint}");
         }
     }
 

@@ -6,7 +6,7 @@
 //! block (a DC-only block gives its full-size value everywhere).
 
 /// Coefficients of a block in natural order within the kept N×N corner (`[v * N + u]`,
-/// v = vertical frequency), dequantized. Slots past N·N are scratch.
+/// v = vertical frequency), as coded (the IDCT dequantizes). Slots past N·N are scratch.
 pub type Block = [i32; 32];
 
 /// The scratch slot for coefficients outside the kept corner.
@@ -106,6 +106,7 @@ pub fn idct_into(
             let at = (y0 + y) * stride + x0;
             match n {
                 4 => put_row::<4>(out, at, v),
+                3 => put_row::<3>(out, at, v),
                 2 => put_row::<2>(out, at, v),
                 1 => put_row::<1>(out, at, v),
                 _ => {

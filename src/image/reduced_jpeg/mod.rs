@@ -59,7 +59,8 @@ fn parse_dqt(seg: &[u8], t: &mut Tables) -> Option<()> {
         let (precision, id) = (pq_tq >> 4, usize::from(pq_tq & 15));
         p += 1;
         // 8-bit steps only, none zero (what baseline allows): then every dequantized value the
-        // IDCT multiplies out in floating point (|coefficient| < 2¹¹ times a step < 2⁸) is exact.
+        // IDCT multiplies out in floating point (|coefficient| < 2¹¹ times a step < 2⁸) is
+        // exact (a DC sum that runs away on corrupt data only changes garbage pixels).
         if precision != 0 {
             return None;
         }

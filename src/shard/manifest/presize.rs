@@ -58,7 +58,7 @@ pub struct PresizeSplit {
     /// annotations were scaled from the JSON's frame.
     pub size_mismatches: Vec<SizeMismatch>,
     pub annotation_counts: RescaleStats,
-    /// How many images were decoded at 1/1, 1/2, 1/4, 1/8 scale.
+    /// How many images were decoded at 1/1, 1/2, 3/8, 1/4, 1/8 scale.
     pub dct_scales: BTreeMap<String, u64>,
     /// The image files this run wrote (relative to `images_dir`), in annotation-file order:
     /// what `--overwrite` may remove.
