@@ -80,6 +80,24 @@ fn put_row<const N: usize>(out: &mut [u8], at: usize, v: u8) {
     }
 }
 
+/// The rows of an N×N output block at column `x0`, row `y0` of `out` (rows that do not fit are
+/// left out).
+#[inline(always)]
+fn put_block<const N: usize>(
+    rows: &[[u8; N]; N],
+    out: &mut [u8],
+    stride: usize,
+    x0: usize,
+    y0: usize,
+) {
+    for (y, row) in rows.iter().enumerate() {
+        let at = (y0 + y) * stride + x0;
+        if let Some(dst) = out.get_mut(at..at + N) {
+            dst.copy_from_slice(row);
+        }
+    }
+}
+
 /// Write the N×N block for `blk` (coefficients as coded; `quant` holds each slot's
 /// quantization step) at column `x0`, row `y0` of `out` (row length `stride`). `dc_only`: the
 /// dequantized DC when no other coefficient of the corner is non-zero (the decoder knows it
@@ -118,36 +136,12 @@ pub fn idct_into(
         }
         return;
     }
-    if n == 4 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let px = sse2::idct4(blk, quant);
-            for (y, row) in px.iter().enumerate() {
-                let at = (y0 + y) * stride + x0;
-                if let Some(dst) = out.get_mut(at..at + 4) {
-                    dst.copy_from_slice(row);
-                }
-            }
-            return;
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            idct4(blk, quant, out, stride, x0, y0);
-            return;
-        }
-    }
-    if n == 3 {
-        #[cfg(target_arch = "x86_64")]
-        let px = sse2::idct3(blk, quant);
-        #[cfg(not(target_arch = "x86_64"))]
-        let px = idct3(blk, quant);
-        for (y, row) in px.iter().enumerate() {
-            let at = (y0 + y) * stride + x0;
-            if let Some(dst) = out.get_mut(at..at + 3) {
-                dst.copy_from_slice(row);
-            }
-        }
-        return;
+    #[cfg(target_arch = "x86_64")]
+    use sse2::{idct3, idct4};
+    match n {
+        4 => return put_block(&idct4(blk, quant), out, stride, x0, y0),
+        3 => return put_block(&idct3(blk, quant), out, stride, x0, y0),
+        _ => {}
     }
     for y in 0..n {
         let at = (y0 + y) * stride + x0;
@@ -253,15 +247,9 @@ fn row_f32(blk: &Block, quant: &[f32; 16], v: usize) -> F4 {
 /// N = 4: vertical pass, transpose, horizontal pass, transpose back to rows.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 #[inline(always)]
-fn idct4(blk: &Block, quant: &[f32; 16], out: &mut [u8], stride: usize, x0: usize, y0: usize) {
+fn idct4(blk: &Block, quant: &[f32; 16]) -> [[u8; 4]; 4] {
     let rows = [0, 1, 2, 3].map(|v| row_f32(blk, quant, v));
-    let px = transpose4(pass4(transpose4(pass4(rows))));
-    for (y, r) in px.iter().enumerate() {
-        let at = (y0 + y) * stride + x0;
-        if let Some(row) = out.get_mut(at..at + 4) {
-            row.copy_from_slice(&[to_u8(r[0]), to_u8(r[1]), to_u8(r[2]), to_u8(r[3])]);
-        }
-    }
+    transpose4(pass4(transpose4(pass4(rows)))).map(|r| r.map(to_u8))
 }
 
 /// [`idct4`] in SSE2 registers, the same operations in the same order (so the same bytes):
@@ -442,8 +430,7 @@ mod tests {
         for (i, c) in blk.iter_mut().take(16).enumerate() {
             *c = ((i as i32 * 37) % 29 - 14) * 9;
         }
-        let mut fast = vec![0u8; 16];
-        idct4(&blk, &[1.0; 16], &mut fast, 4, 0, 0);
+        let fast = idct4(&blk, &[1.0; 16]).concat();
         for y in 0..4 {
             for x in 0..4 {
                 let mut s = 0f32;
@@ -473,9 +460,8 @@ mod tests {
                 *c = (s % (2 * span + 1)) as i32 - span as i32;
             }
             let quant: [f32; 16] = std::array::from_fn(|i| ((i * 7 + round) % 255 + 1) as f32);
-            let mut want = [0u8; 16];
-            idct4(&blk, &quant, &mut want, 4, 0, 0);
-            assert_eq!(sse2::idct4(&blk, &quant).concat(), want, "block {blk:?}");
+            let want = idct4(&blk, &quant);
+            assert_eq!(sse2::idct4(&blk, &quant), want, "block {blk:?}");
         }
     }
 
