@@ -64,20 +64,36 @@ fn tj_err(e: turbojpeg::Error) -> ImageError {
 /// at all: for 4032 → 704 it keeps 2.15× (1/2 keeps 2.86×) and decodes 13 % faster, with the
 /// resize-stage PSNR still ≥ 53 dB luma / 51.5 dB chroma on the phone set.
 pub fn choose_scale(width: u32, height: u32, out_w: u32, out_h: u32, three_eighths: bool) -> u32 {
-    let mut best = 8;
-    for e in [4u32, 3, 2, 1] {
-        if e == 3 && !three_eighths {
-            continue;
-        }
-        let (sw, sh) = (
-            f64::from(width) * f64::from(e) / 8.0,
-            f64::from(height) * f64::from(e) / 8.0,
-        );
-        if sw >= HEADROOM * f64::from(out_w) && sh >= HEADROOM * f64::from(out_h) {
-            best = e;
-        }
-    }
-    best
+    let scales: &[u32] = if three_eighths {
+        &[4, 3, 2, 1]
+    } else {
+        &[4, 2, 1]
+    };
+    smallest_scale(width, height, out_w, out_h, HEADROOM, scales)
+}
+
+/// The smallest of `scales` (eighths, largest first) that keeps `width`×`height` at least
+/// `headroom`× `out_w`×`out_h` on both axes; 8 (full size) when none does. The one headroom
+/// rule behind [`choose_scale`] and [`denom_with_headroom`].
+fn smallest_scale(
+    width: u32,
+    height: u32,
+    out_w: u32,
+    out_h: u32,
+    headroom: f64,
+    scales: &[u32],
+) -> u32 {
+    let keeps = |e: u32| {
+        let s = f64::from(e) / 8.0;
+        f64::from(width) * s >= headroom * f64::from(out_w)
+            && f64::from(height) * s >= headroom * f64::from(out_h)
+    };
+    scales
+        .iter()
+        .copied()
+        .take_while(|&e| keeps(e))
+        .last()
+        .unwrap_or(8)
 }
 
 /// A scale in eighths as the manifest names it: "1/1", "1/2", "3/8", "1/4", "1/8".
@@ -95,15 +111,7 @@ pub fn scale_name(eighths: u32) -> String {
 /// least `headroom`× `out_w`×`out_h` on both axes (the CPU data path: libjpeg-turbo's SIMD
 /// scales only).
 pub fn denom_with_headroom(width: u32, height: u32, out_w: u32, out_h: u32, headroom: f64) -> u32 {
-    let mut best = 1;
-    for d in [2u32, 4, 8] {
-        let sw = f64::from(width) / f64::from(d);
-        let sh = f64::from(height) / f64::from(d);
-        if sw >= headroom * f64::from(out_w) && sh >= headroom * f64::from(out_h) {
-            best = d;
-        }
-    }
-    best
+    8 / smallest_scale(width, height, out_w, out_h, headroom, &[4, 2, 1])
 }
 
 /// Chroma subsampling factors (horizontal, vertical) of a libjpeg-turbo subsampling mode,
