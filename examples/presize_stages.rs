@@ -135,7 +135,7 @@ fn main() {
     }
     let (mut t_dec, mut t_res, mut t_enc) = (0f64, 0f64, 0f64);
     let (mut py, mut pc) = (Vec::new(), Vec::new());
-    let mut denoms = std::collections::BTreeMap::new();
+    let mut scales = std::collections::BTreeMap::new();
     let mut n = 0usize;
     for bytes in &data {
         let hdr = dsprep::image::parse_jpeg_header(bytes).expect("header");
@@ -143,17 +143,17 @@ fn main() {
         let Some((ow, oh)) = target.output_size(hdr.width, hdr.height) else {
             continue;
         };
-        let denom = match scale_arg.parse::<u32>() {
+        let eighths = match scale_arg.parse::<u32>() {
             Ok(d) => d,
             // libjpeg-turbo alone: its SIMD scales (its 3/8 has no SIMD), as presize gives it.
             Err(_) => choose_scale(hdr.width, hdr.height, ow, oh, !libjpeg_only),
         };
-        *denoms.entry(denom).or_insert(0) += 1;
+        *scales.entry(eighths).or_insert(0) += 1;
         let t0 = Instant::now();
         let mut d = if libjpeg_only {
-            decode_scaled_libjpeg(bytes, denom, 1 << 30)
+            decode_scaled_libjpeg(bytes, eighths, 1 << 30)
         } else {
-            decode_scaled(bytes, denom, 1 << 30)
+            decode_scaled(bytes, eighths, 1 << 30)
         }
         .expect("decode");
         let t1 = Instant::now();
@@ -181,7 +181,7 @@ fn main() {
     let total = t_dec + t_res + t_enc;
     let ms = |t: f64| t / n.max(1) as f64 * 1e3;
     println!(
-        "{n} images, DCT scales (eighths) {denoms:?}: {:.1} img/s single core; per image decode {:.1} ms ({:.0} %), resize {:.1} ms ({:.0} %), encode {:.1} ms ({:.0} %)",
+        "{n} images, DCT scales (eighths) {scales:?}: {:.1} img/s single core; per image decode {:.1} ms ({:.0} %), resize {:.1} ms ({:.0} %), encode {:.1} ms ({:.0} %)",
         n as f64 / total,
         ms(t_dec),
         100.0 * t_dec / total,
@@ -216,13 +216,13 @@ fn compare_decoders(data: &[Vec<u8>], target: Target) {
                 continue;
             };
             // Both decoders at a scale both have in SIMD (1/2 for the phone set).
-            let denom = choose_scale(hdr.width, hdr.height, ow, oh, false);
+            let eighths = choose_scale(hdr.width, hdr.height, ow, oh, false);
             for (i, slot) in t.iter_mut().enumerate() {
                 let t0 = Instant::now();
                 let d = if i == 0 {
-                    decode_scaled_libjpeg(bytes, denom, 1 << 30)
+                    decode_scaled_libjpeg(bytes, eighths, 1 << 30)
                 } else {
-                    decode_scaled(bytes, denom, 1 << 30)
+                    decode_scaled(bytes, eighths, 1 << 30)
                 };
                 std::hint::black_box(d.expect("decode"));
                 *slot += t0.elapsed().as_secs_f64();

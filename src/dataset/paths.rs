@@ -208,17 +208,28 @@ pub fn join_inside(root: &Path, name: &str) -> Result<PathBuf, PathRefused> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn links_leaving_the_root_are_refused() {
+    /// An images folder `imgs` beside a `secret` folder, with every kind of link the rule
+    /// decides: absolute and relative links out (`link.jpg`, `rel_out.jpg`), a linked folder
+    /// out (`dir`), absolute and relative links back inside (`inner.jpg`, `rel_in.jpg`).
+    fn linked_folder() -> (tempfile::TempDir, PathBuf) {
         let d = tempfile::tempdir().unwrap();
         let (root, outside) = (d.path().join("imgs"), d.path().join("secret"));
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::fs::write(outside.join("key.jpg"), b"k").unwrap();
         std::fs::write(root.join("sub/a.jpg"), b"a").unwrap();
-        std::os::unix::fs::symlink(outside.join("key.jpg"), root.join("link.jpg")).unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("dir")).unwrap();
-        std::os::unix::fs::symlink(root.join("sub/a.jpg"), root.join("inner.jpg")).unwrap();
+        let link = |to: &Path, at: &str| std::os::unix::fs::symlink(to, root.join(at)).unwrap();
+        link(&outside.join("key.jpg"), "link.jpg");
+        link(Path::new("../secret/key.jpg"), "rel_out.jpg");
+        link(&outside, "dir");
+        link(&root.join("sub/a.jpg"), "inner.jpg");
+        link(Path::new("sub/a.jpg"), "rel_in.jpg");
+        (d, root)
+    }
+
+    #[test]
+    fn links_leaving_the_root_are_refused() {
+        let (_d, root) = linked_folder();
         let r = Root::new(&root);
         assert_eq!(r.resolve("sub/a.jpg"), Ok(root.join("sub/a.jpg")));
         assert_eq!(r.resolve("inner.jpg"), Ok(root.join("inner.jpg")));
@@ -232,17 +243,7 @@ mod tests {
     /// opens what `resolve` lets through.
     #[test]
     fn open_follows_the_same_rule_as_resolve() {
-        let d = tempfile::tempdir().unwrap();
-        let (root, outside) = (d.path().join("imgs"), d.path().join("secret"));
-        std::fs::create_dir_all(root.join("sub")).unwrap();
-        std::fs::create_dir_all(&outside).unwrap();
-        std::fs::write(outside.join("key.jpg"), b"k").unwrap();
-        std::fs::write(root.join("sub/a.jpg"), b"a").unwrap();
-        std::os::unix::fs::symlink(outside.join("key.jpg"), root.join("link.jpg")).unwrap();
-        std::os::unix::fs::symlink("../secret/key.jpg", root.join("rel_out.jpg")).unwrap();
-        std::os::unix::fs::symlink(&outside, root.join("dir")).unwrap();
-        std::os::unix::fs::symlink(root.join("sub/a.jpg"), root.join("inner.jpg")).unwrap();
-        std::os::unix::fs::symlink("sub/a.jpg", root.join("rel_in.jpg")).unwrap();
+        let (_d, root) = linked_folder();
         // The kernel's rule (openat2) and the path rule it falls back to must agree.
         let kernel = Root::new(&root);
         assert!(kernel.beneath.is_some(), "openat2 dir handle");
