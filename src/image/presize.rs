@@ -596,6 +596,29 @@ mod tests {
         assert_ne!(r.output(&src), &src[..]);
     }
 
+    /// 3/8 where it keeps the 2× headroom and our decoder reads the file; a 4:1:1 file (which
+    /// our decoder hands to libjpeg-turbo, without a SIMD 3/8) keeps 1/2.
+    #[test]
+    fn three_eighths_only_for_files_our_decoder_reads() {
+        let target = Target::longest(296); // 1600×1000 → 296×185: 3/8 gives 600×375 ≥ 2×
+        let r = presize_jpeg(&jpeg(1600, 1000), target, 90).unwrap();
+        assert_eq!(r.dct_eighths, 3);
+        let px = picture(1600, 1000);
+        let mut c = turbojpeg::Compressor::new().unwrap();
+        c.set_quality(90).unwrap();
+        c.set_subsamp(turbojpeg::Subsamp::Sub4x1).unwrap();
+        let img = turbojpeg::Image {
+            pixels: px.data.as_slice(),
+            width: 1600,
+            pitch: 1600 * 3,
+            height: 1000,
+            format: turbojpeg::PixelFormat::RGB,
+        };
+        let src = c.compress_to_vec(img).unwrap();
+        let r = presize_jpeg(&src, target, 90).unwrap();
+        assert_eq!((r.dct_eighths, r.width), (4, 296));
+    }
+
     #[test]
     fn large_jpeg_is_downscaled_to_baseline_420() {
         let src = jpeg(1600, 1000);

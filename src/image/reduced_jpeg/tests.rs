@@ -209,6 +209,22 @@ fn corrupt_data_never_panics_and_truncation_is_handed_back() {
     assert!(decode_reduced(&b, 4, 1 << 30).is_none());
 }
 
+/// A quantization step of 0 (no baseline encoder writes one) is handed back: the IDCT's
+/// float dequantization is exact only for 8-bit non-zero steps.
+#[test]
+fn zero_quantization_steps_are_handed_back() {
+    let mut bytes = encode(64, 48, Subsamp::Sub2x2, 90);
+    assert!(decode_reduced(&bytes, 4, 1 << 30).is_some());
+    let dqt = bytes
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDB])
+        .expect("DQT");
+    // FF DB, length (2 bytes), Pq/Tq, then the 64 steps: zero the last (zigzag 63).
+    assert_eq!(bytes[dqt + 4] >> 4, 0, "8-bit table");
+    bytes[dqt + 5 + 63] = 0;
+    assert!(decode_reduced(&bytes, 4, 1 << 30).is_none());
+}
+
 #[test]
 fn fast_path_output_is_what_decode_scaled_returns() {
     let bytes = encode(333, 211, Subsamp::Sub2x2, 92);
