@@ -11,7 +11,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DATA=${1:-$ROOT/bench/data/coco3k}; ROUNDS=${2:-7}; OLD=${3:-}
 BIN=$ROOT/target/release/dsprep; FLOOR=$ROOT/target/release/examples/convert_floor
 IMGS=$(dirname "$(ls -d "$DATA"/*/ | grep -v annotations | head -1)/x")
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+W=$(mktemp -d "${SCRATCH:-$ROOT/target}/floor.XXXXXX"); trap 'rm -rf "$W"' EXIT
 SYNC=${SYNC:-1}
 secs() { local t0 t1; rm -rf "$W/out"; [ "$SYNC" = 0 ] || sync; sleep 1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 cat "$IMGS"/* > /dev/null

@@ -6,7 +6,7 @@
 //! `--resume` trusts.
 
 use super::outdir::{OutputMode, LABEL_MAP_FILE};
-use super::record::{sample_to_record, ImageOutcome, JobContext};
+use super::record::{finish_records, prepare_record, ImageOutcome, JobContext, Prepared};
 use super::shard_loop::{run_shards_with, still_intact, Cancel};
 use super::tasks::{ConvertTarget, TaskSlice};
 use super::{deal, pool, JobError, NoProgress, Progress};
@@ -30,6 +30,13 @@ use std::time::Instant;
 
 /// Images decoded/encoded at once inside one shard: bounds memory whatever the dataset size.
 const WINDOW: usize = 32;
+
+/// Images hashed at once ([`crate::shard::sha256_batch`]): a whole window when every thread has
+/// a shard of its own, fewer (more batches, in parallel) when threads outnumber shards.
+fn hash_batch(threads: usize, shards: usize) -> usize {
+    let threads_per_shard = threads.div_ceil(shards.max(1)).max(1);
+    (WINDOW / threads_per_shard).max(1)
+}
 
 /// How many shards a split gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +179,7 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
         .iter()
         .map(|s| Root::new(&s.images_dir))
         .collect();
+    let hash_batch = hash_batch(pool.current_num_threads(), jobs.len());
     let shared = Mutex::new(manifest);
     let finished = run_shards_with(
         &pool,
@@ -190,6 +198,7 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
                 categories: &label_of,
                 decode_check: spec.decode_check,
                 presize: spec.presize,
+                hash_batch,
             };
             Ok(write_shard(spec, out, &ctx, ds, job, kept, progress, cancel)?.map(|e| (e, ())))
         },
@@ -311,14 +320,16 @@ fn fill_shard(
         if cancel.is_set() {
             return Ok(None);
         }
-        let outcomes: Vec<ImageOutcome> = window
+        let prepared: Vec<Prepared<'_>> = window
             .par_iter()
             .map(|&i| match ds.duplicate(i) {
-                Some(reason) => ImageOutcome::skip(&ds.sample(i), 0, reason.to_string()),
-                None => sample_to_record(ctx, ds.sample(i)),
+                Some(reason) => {
+                    Prepared::Skipped(ImageOutcome::skip(&ds.sample(i), 0, reason.to_string()))
+                }
+                None => prepare_record(ctx, ds.sample(i)),
             })
             .collect();
-        for o in outcomes {
+        for o in finish_records(prepared, ctx.hash_batch) {
             if spec.strict {
                 strict_image_check(&o)?;
             }

@@ -13,7 +13,7 @@ use crate::image::ImageError;
 use crate::shard::example::SplitEncoding;
 use crate::shard::manifest::{DroppedBox, ImageNote, SizeMismatch};
 use crate::shard::od_example::{OdObject, OdRecord};
-use sha2::{Digest, Sha256};
+use crate::shard::sha256_batch::sha256_batch;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -111,6 +111,8 @@ pub struct JobContext<'a> {
     pub categories: &'a HashMap<i64, (String, i64)>,
     pub decode_check: bool,
     pub presize: Option<u32>,
+    /// Stored images hashed at once (see [`finish_records`]).
+    pub hash_batch: usize,
 }
 
 /// One record, kept in two pieces so the image goes from the buffer it was read into straight
@@ -168,17 +170,101 @@ fn note(sample: &Sample<'_>, reason: String) -> ImageNote {
     }
 }
 
-/// Turn one sample into a record. Never panics and never fails the run: problems become
-/// notes in the outcome.
-pub fn sample_to_record(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcome {
+/// One image read, stored and annotated: its record needs only the SHA-256 of the stored
+/// bytes, which [`finish_records`] computes for a whole window at once (see
+/// [`crate::shard::sha256_batch`]).
+pub struct PendingRecord<'a> {
+    height: u32,
+    width: u32,
+    filename: &'a str,
+    source_id: String,
+    objects: Vec<OdObject<'a>>,
+    /// The buffer holding the stored image (the input file itself when stored unchanged).
+    image_buf: Vec<u8>,
+    image: Range<usize>,
+    /// The outcome, all but its payload.
+    outcome: ImageOutcome,
+}
+
+impl PendingRecord<'_> {
+    /// The bytes the record stores (and hashes).
+    pub fn stored(&self) -> &[u8] {
+        &self.image_buf[self.image.clone()]
+    }
+
+    /// The record, with `sha256` the digest of [`Self::stored`].
+    pub fn finish(self, sha256: &[u8; 32]) -> ImageOutcome {
+        let record = OdRecord {
+            height: self.height,
+            width: self.width,
+            filename: self.filename,
+            source_id: self.source_id,
+            sha256_hex: hex::encode(sha256),
+            encoded: &self.image_buf[self.image.clone()],
+            format: "jpeg",
+            objects: self.objects,
+        };
+        let example = record.encode_split();
+        drop(record);
+        ImageOutcome {
+            payload: Some(RecordBytes {
+                example,
+                image_buf: self.image_buf,
+                image: self.image,
+            }),
+            ..self.outcome
+        }
+    }
+}
+
+/// An image on its way to a record: skipped already, or waiting for its digest.
+pub enum Prepared<'a> {
+    Skipped(ImageOutcome),
+    Pending(PendingRecord<'a>),
+}
+
+/// The outcomes of `prepared`, in order: the stored bytes of every pending record are hashed
+/// `per_batch` at a time (batches in parallel on the current pool), then each record is encoded.
+pub fn finish_records(prepared: Vec<Prepared<'_>>, per_batch: usize) -> Vec<ImageOutcome> {
+    use rayon::prelude::*;
+    let stored: Vec<&[u8]> = prepared
+        .iter()
+        .filter_map(|p| match p {
+            Prepared::Pending(r) => Some(r.stored()),
+            Prepared::Skipped(_) => None,
+        })
+        .collect();
+    let digests: Vec<[u8; 32]> = stored
+        .par_chunks(per_batch.max(1))
+        .flat_map_iter(sha256_batch)
+        .collect();
+    let mut digests = digests.iter();
+    prepared
+        .into_iter()
+        .map(|p| match p {
+            Prepared::Skipped(o) => o,
+            Prepared::Pending(r) => match digests.next() {
+                Some(d) => r.finish(d),
+                None => unreachable!("one digest per pending record"),
+            },
+        })
+        .collect()
+}
+
+/// Reads, stores and annotates one sample; the record waits for its digest (or the image is
+/// skipped, with the reason). Never panics and never fails the run: problems become notes in
+/// the outcome.
+pub fn prepare_record<'a>(ctx: &JobContext<'a>, sample: Sample<'a>) -> Prepared<'a> {
     let raw = match read_input(ctx.images, &sample.image.file_name, ctx.max_image_bytes) {
         Ok(b) => b,
-        Err(reason) => return ImageOutcome::skip(&sample, 0, reason),
+        Err(reason) => return Prepared::Skipped(ImageOutcome::skip(&sample, 0, reason)),
     };
     let input_bytes = raw.len() as u64;
     let stored = match store_image(ctx, &raw) {
         Ok(s) => s,
-        Err(e) => return ImageOutcome::skip(&sample, input_bytes, e.to_string()),
+        Err(e) => {
+            return Prepared::Skipped(ImageOutcome::skip(&sample, input_bytes, e.to_string()))
+        }
     };
     let reencoded = stored.reencoded.map(|r| note(&sample, r.to_string()));
     let (width, height, area_scale) = (stored.width, stored.height, stored.area_scale);
@@ -195,20 +281,17 @@ pub fn sample_to_record(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcom
             (Some(v), 0..len)
         }
     };
-    let stored: &[u8] = match &image_buf {
-        Some(v) => v,
-        None => &raw[image.clone()],
-    };
 
     // Boxes are in the pixel frame the annotation file describes (before any presize).
     let img = sample.image;
     let ((frame_w, frame_h), size_mismatch) = annotation_frame(img, (shown_w, shown_h));
 
+    let categories: &'a HashMap<i64, (String, i64)> = ctx.categories;
     let mut objects = Vec::with_capacity(sample.annotations.len());
     let mut dropped = Vec::new();
     let (mut kept, mut clipped) = (0, 0);
     for ann in sample.annotations {
-        let Some((name, label)) = ctx.categories.get(&ann.category_id) else {
+        let Some((name, label)) = categories.get(&ann.category_id) else {
             // Counted once at parse time (LoadStats::unknown_category); never written.
             continue;
         };
@@ -248,34 +331,26 @@ pub fn sample_to_record(ctx: &JobContext<'_>, sample: Sample<'_>) -> ImageOutcom
         });
     }
 
-    let record = OdRecord {
+    Prepared::Pending(PendingRecord {
         height,
         width,
         filename: &img.file_name,
         source_id: img.id.to_string(),
-        sha256_hex: hex::encode(Sha256::digest(stored)),
-        encoded: stored,
-        format: "jpeg",
         objects,
-    };
-    let example = record.encode_split();
-    drop(record);
-    let payload = RecordBytes {
-        example,
         image_buf: image_buf.unwrap_or(raw),
         image,
-    };
-    ImageOutcome {
-        payload: Some(payload),
-        input_bytes,
-        skipped: None,
-        reencoded,
-        size_mismatch,
-        dropped,
-        kept,
-        clipped,
-        without_annotations: sample.annotations.is_empty(),
-    }
+        outcome: ImageOutcome {
+            payload: None,
+            input_bytes,
+            skipped: None,
+            reencoded,
+            size_mismatch,
+            dropped,
+            kept,
+            clipped,
+            without_annotations: sample.annotations.is_empty(),
+        },
+    })
 }
 
 /// The range `part` occupies inside `whole`, if it is a sub-slice of it.
@@ -407,6 +482,93 @@ mod tests {
         assert_eq!(range_within(&whole, &whole[10..]), Some(10..10));
         let other = b"0123456789".to_vec();
         assert_eq!(range_within(&whole, &other[1..3]), None);
+    }
+
+    /// Skipped images between pending ones, batches smaller and larger than the lane count: each
+    /// record carries the digest of its own image (a digest handed to the wrong record fails).
+    #[test]
+    fn finished_records_carry_their_own_images_digest() {
+        use crate::shard::od_example::encoded_image;
+        use sha2::Digest;
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/coco/val");
+        let mut names: Vec<String> = std::fs::read_dir(&fixtures)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".jpg"))
+            .collect();
+        names.sort();
+        assert!(names.len() >= 10, "{names:?}");
+        // Every third name is missing: skipped before hashing.
+        let images: Vec<ImageEntry> = (0..3 * names.len())
+            .map(|i| ImageEntry {
+                id: i as i64,
+                file_name: match i % 3 {
+                    2 => format!("missing-{i}.jpg"),
+                    _ => names[i % names.len()].clone(),
+                },
+                width: 0,
+                height: 0,
+            })
+            .collect();
+        let root = Root::new(&fixtures);
+        let categories = HashMap::new();
+        let ctx = JobContext {
+            images: &root,
+            max_image_bytes: DEFAULT_MAX_IMAGE_BYTES,
+            categories: &categories,
+            decode_check: false,
+            presize: None,
+            hash_batch: 0,
+        };
+        for per_batch in [1, 5, 16, 1000] {
+            let prepared = images
+                .iter()
+                .map(|image| {
+                    let sample = Sample {
+                        image,
+                        annotations: &[],
+                    };
+                    prepare_record(&ctx, sample)
+                })
+                .collect();
+            let outcomes = finish_records(prepared, per_batch);
+            assert_eq!(outcomes.len(), images.len());
+            for (i, o) in outcomes.iter().enumerate() {
+                let Some(p) = &o.payload else {
+                    assert_eq!(
+                        i % 3,
+                        2,
+                        "image {i} skipped: {:?}",
+                        o.skipped.as_ref().map(|s| &s.reason)
+                    );
+                    continue;
+                };
+                let payload = p.parts().concat();
+                let ex = crate::shard::example::Example::decode(&payload).unwrap();
+                let sha = ex
+                    .get_bytes(crate::shard::od_example::keys::SHA256)
+                    .unwrap()[0]
+                    .as_ref();
+                let image = encoded_image(&payload).unwrap();
+                // The bytes this image stores when prepared on its own.
+                let alone = match prepare_record(
+                    &ctx,
+                    Sample {
+                        image: &images[i],
+                        annotations: &[],
+                    },
+                ) {
+                    Prepared::Pending(r) => r.stored().to_vec(),
+                    Prepared::Skipped(o) => panic!("image {i} skipped alone: {:?}", o.skipped),
+                };
+                assert_eq!(image, &alone[..], "image {i}");
+                assert_eq!(
+                    sha,
+                    hex::encode(sha2::Sha256::digest(image)).as_bytes(),
+                    "image {i}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod lmdb_read;
 pub mod manifest;
 pub mod od_example;
 pub mod random;
+pub mod sha256_batch;
 pub mod source;
 pub mod tfrecord;
 pub mod writer;
