@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # convert against `cp -r` and against its floor (examples/convert_floor.rs: read + SHA-256 +
 # CRC32C + XXH3 + write, two threads, nothing else), interleaved in one run, page cache warm,
-# outputs removed and `sync` + a pause before every timing (SYNC=0: the pause only — `cp -r`
-# right after a `sync` runs 3–6× slower on this VM, convert and the floor do not). Prints each
+# earlier outputs removed, `sync` (SYNC=0: not) and a pause before every timing. Each output
+# goes to a new folder of a scratch folder marked `chattr +T` (ext4 "top directory"): ext4 then
+# places each new folder in another block group. Why: ext4 skips inodes freed in the last
+# 60–360 s when it creates files (`recently_deleted()`); after the previous round's `rm -rf`,
+# `cp -r` (3,000 creates) spent 60 % of its time there and ran 3–6× slower (0.6–0.95 s instead
+# of 0.16–0.18 s); convert creates a few files and never saw it. Outputs are removed, not kept:
+# kept, their 1 GB per round reached the disk and every command slowed to seconds. Prints each
 # round and the medians.
 # Usage: [SYNC=0] bash bench/convert/floor.sh [DATA_DIR] [ROUNDS] [OLD_BIN]
 # Needs: cargo build --release --bin dsprep --example convert_floor
@@ -12,16 +17,18 @@ DATA=${1:-$ROOT/bench/data/coco3k}; ROUNDS=${2:-7}; OLD=${3:-}
 BIN=$ROOT/target/release/dsprep; FLOOR=$ROOT/target/release/examples/convert_floor
 IMGS=$(dirname "$(ls -d "$DATA"/*/ | grep -v annotations | head -1)/x")
 W=$(mktemp -d "${SCRATCH:-$ROOT/target}/floor.XXXXXX"); trap 'rm -rf "$W"' EXIT
+chattr +T "$W" 2>/dev/null || echo "# chattr +T failed on $W: outputs may share block groups (cp -r can hit ext4's recently-deleted inodes)"
+
 SYNC=${SYNC:-1}
-secs() { local t0 t1; rm -rf "$W/out"; [ "$SYNC" = 0 ] || sync; sleep 1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
+secs() { local t0 t1; rm -rf "${W:?}"/*; [ "$SYNC" = 0 ] || sync; sleep 1; t0=$(date +%s.%N); "$@" > /dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
 cat "$IMGS"/* > /dev/null
 echo "# convert floor $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), sync $SYNC; $(du -sh "$IMGS" | cut -f1) in $IMGS; dsprep $(git -C "$ROOT" rev-parse --short HEAD)"
 declare -a C F D O
 for r in $(seq "$ROUNDS"); do
-  c=$(secs cp -r "$DATA" "$W/out"); f=$(secs "$FLOOR" "$IMGS" "$W/out" 2); d=$(secs "$BIN" convert "$DATA" "$W/out" -q)
+  c=$(secs cp -r "$DATA" "$W/cp$r"); f=$(secs "$FLOOR" "$IMGS" "$W/floor$r" 2); d=$(secs "$BIN" convert "$DATA" "$W/convert$r" -q)
   C+=("$c"); F+=("$f"); D+=("$d")
   line="round $r: cp -r $c  floor $f  convert $d"
-  if [ -n "$OLD" ]; then o=$(secs "$OLD" convert "$DATA" "$W/out" -q); O+=("$o"); line+="  old $o"; fi
+  if [ -n "$OLD" ]; then o=$(secs "$OLD" convert "$DATA" "$W/old$r" -q); O+=("$o"); line+="  old $o"; fi
   echo "$line"
 done
 med() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }

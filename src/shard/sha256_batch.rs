@@ -147,13 +147,18 @@ mod lanes {
         let mut lanes: [Option<InFlight<'_>>; 16] = std::array::from_fn(|_| None);
         // state[word][lane]: the eight state words of each lane, as the vectors hold them.
         let mut state = [[0u32; 16]; 8];
+        // Longest first: the short messages fill the lanes at the end, so lanes run out
+        // together and little is left to finish on one stream.
+        let mut order: Vec<usize> = (0..msgs.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(msgs[i].len()));
         let mut next = 0;
         loop {
             for (l, slot) in lanes.iter_mut().enumerate() {
                 if slot.is_none() && next < msgs.len() {
+                    let msg = order[next];
                     *slot = Some(InFlight {
-                        msg: next,
-                        padded: Padded::new(msgs[next]),
+                        msg,
+                        padded: Padded::new(msgs[msg]),
                         done: 0,
                     });
                     for (word, h) in state.iter_mut().zip(H0) {
@@ -210,6 +215,66 @@ mod lanes {
         unsafe { kernel(state, runs, blocks) }
     }
 
+    /// One round in place (FIPS 180-4 §6.2.2 step 3), the eight working variables named in
+    /// their roles for round `t`: `d` becomes `d + T1` (the new `e`), `h` becomes `T1 + T2`
+    /// (the new `a`); the next round passes the names rotated by one. For `t ≥ 16` it first
+    /// extends the message schedule in `w`, a ring of the last 16 words. `t` is a constant at
+    /// every use, so the ring and the variables stay in registers.
+    macro_rules! round {
+        ($w:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {{
+            const T: usize = $t;
+            if T >= 16 {
+                let w15 = $w[(T + 1) % 16];
+                let w2 = $w[(T + 14) % 16];
+                let s0 = _mm512_ternarylogic_epi32::<0x96>(
+                    _mm512_ror_epi32::<7>(w15),
+                    _mm512_ror_epi32::<18>(w15),
+                    _mm512_srli_epi32::<3>(w15),
+                );
+                let s1 = _mm512_ternarylogic_epi32::<0x96>(
+                    _mm512_ror_epi32::<17>(w2),
+                    _mm512_ror_epi32::<19>(w2),
+                    _mm512_srli_epi32::<10>(w2),
+                );
+                $w[T % 16] = _mm512_add_epi32(
+                    _mm512_add_epi32($w[T % 16], s0),
+                    _mm512_add_epi32($w[(T + 9) % 16], s1),
+                );
+            }
+            let kw = _mm512_add_epi32($w[T % 16], _mm512_set1_epi32(K[T] as i32));
+            let sigma1 = _mm512_ternarylogic_epi32::<0x96>(
+                _mm512_ror_epi32::<6>($e),
+                _mm512_ror_epi32::<11>($e),
+                _mm512_ror_epi32::<25>($e),
+            );
+            // Ch(e, f, g) = e ? f : g; Maj(a, b, c) = majority (ternary-logic tables).
+            let ch = _mm512_ternarylogic_epi32::<0xCA>($e, $f, $g);
+            let t1 = _mm512_add_epi32(_mm512_add_epi32($h, sigma1), _mm512_add_epi32(ch, kw));
+            let sigma0 = _mm512_ternarylogic_epi32::<0x96>(
+                _mm512_ror_epi32::<2>($a),
+                _mm512_ror_epi32::<13>($a),
+                _mm512_ror_epi32::<22>($a),
+            );
+            let maj = _mm512_ternarylogic_epi32::<0xE8>($a, $b, $c);
+            $d = _mm512_add_epi32($d, t1);
+            $h = _mm512_add_epi32(t1, _mm512_add_epi32(sigma0, maj));
+        }};
+    }
+
+    /// Rounds `t..t + 8`: after eight rotations the names are back in place.
+    macro_rules! eight_rounds {
+        ($w:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {
+            round!($w, $a, $b, $c, $d, $e, $f, $g, $h, $t);
+            round!($w, $h, $a, $b, $c, $d, $e, $f, $g, $t + 1);
+            round!($w, $g, $h, $a, $b, $c, $d, $e, $f, $t + 2);
+            round!($w, $f, $g, $h, $a, $b, $c, $d, $e, $t + 3);
+            round!($w, $e, $f, $g, $h, $a, $b, $c, $d, $t + 4);
+            round!($w, $d, $e, $f, $g, $h, $a, $b, $c, $t + 5);
+            round!($w, $c, $d, $e, $f, $g, $h, $a, $b, $t + 6);
+            round!($w, $b, $c, $d, $e, $f, $g, $h, $a, $t + 7);
+        };
+    }
+
     /// # Safety
     /// The CPU has AVX-512 F and BW, and every non-empty `runs[l]` holds at least `64 * blocks`
     /// bytes.
@@ -217,66 +282,32 @@ mod lanes {
     unsafe fn kernel(state: &mut [[u32; 16]; 8], runs: &[&[u8]; 16], blocks: usize) {
         // Big-endian words: reverse the bytes of each 32-bit word.
         let bswap = _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203);
-        // SAFETY: `state` rows are 16 u32 = 64 bytes each (unaligned loads).
-        let mut s: [__m512i; 8] =
-            std::array::from_fn(|w| unsafe { _mm512_loadu_si512(state[w].as_ptr().cast()) });
+        let mut s = [_mm512_setzero_si512(); 8];
+        for (v, row) in s.iter_mut().zip(state.iter()) {
+            // SAFETY: a row is 16 u32 = 64 bytes (unaligned load).
+            *v = unsafe { _mm512_loadu_si512(row.as_ptr().cast()) };
+        }
         for b in 0..blocks {
-            let rows: [__m512i; 16] = std::array::from_fn(|l| {
-                if runs[l].is_empty() {
-                    _mm512_setzero_si512()
-                } else {
-                    // SAFETY: the caller's bound: `runs[l]` holds `64 * blocks` bytes, b < blocks.
-                    unsafe { _mm512_loadu_si512(runs[l].as_ptr().add(64 * b).cast()) }
+            let mut rows = [_mm512_setzero_si512(); 16];
+            for (row, run) in rows.iter_mut().zip(runs) {
+                if !run.is_empty() {
+                    // SAFETY: the caller's bound: `run` holds `64 * blocks` bytes, b < blocks.
+                    *row = unsafe { _mm512_loadu_si512(run.as_ptr().add(64 * b).cast()) };
                 }
-            });
+            }
             let mut w = transpose16(rows);
             for v in &mut w {
                 *v = _mm512_shuffle_epi8(*v, bswap);
             }
             let [mut a, mut bb, mut c, mut d, mut e, mut f, mut g, mut h] = s;
-            for t in 0..64 {
-                if t >= 16 {
-                    let w15 = w[(t + 1) % 16];
-                    let w2 = w[(t + 14) % 16];
-                    let s0 = _mm512_ternarylogic_epi32::<0x96>(
-                        _mm512_ror_epi32::<7>(w15),
-                        _mm512_ror_epi32::<18>(w15),
-                        _mm512_srli_epi32::<3>(w15),
-                    );
-                    let s1 = _mm512_ternarylogic_epi32::<0x96>(
-                        _mm512_ror_epi32::<17>(w2),
-                        _mm512_ror_epi32::<19>(w2),
-                        _mm512_srli_epi32::<10>(w2),
-                    );
-                    w[t % 16] = _mm512_add_epi32(
-                        _mm512_add_epi32(w[t % 16], s0),
-                        _mm512_add_epi32(w[(t + 9) % 16], s1),
-                    );
-                }
-                let kw = _mm512_add_epi32(w[t % 16], _mm512_set1_epi32(K[t] as i32));
-                let sigma1 = _mm512_ternarylogic_epi32::<0x96>(
-                    _mm512_ror_epi32::<6>(e),
-                    _mm512_ror_epi32::<11>(e),
-                    _mm512_ror_epi32::<25>(e),
-                );
-                // Ch(e, f, g) = e ? f : g; Maj(a, b, c) = majority (ternary-logic tables).
-                let ch = _mm512_ternarylogic_epi32::<0xCA>(e, f, g);
-                let t1 = _mm512_add_epi32(_mm512_add_epi32(h, sigma1), _mm512_add_epi32(ch, kw));
-                let sigma0 = _mm512_ternarylogic_epi32::<0x96>(
-                    _mm512_ror_epi32::<2>(a),
-                    _mm512_ror_epi32::<13>(a),
-                    _mm512_ror_epi32::<22>(a),
-                );
-                let maj = _mm512_ternarylogic_epi32::<0xE8>(a, bb, c);
-                h = g;
-                g = f;
-                f = e;
-                e = _mm512_add_epi32(d, t1);
-                d = c;
-                c = bb;
-                bb = a;
-                a = _mm512_add_epi32(t1, _mm512_add_epi32(sigma0, maj));
-            }
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 0);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 8);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 16);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 24);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 32);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 40);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 48);
+            eight_rounds!(w, a, bb, c, d, e, f, g, h, 56);
             for (sw, nw) in s.iter_mut().zip([a, bb, c, d, e, f, g, h]) {
                 *sw = _mm512_add_epi32(*sw, nw);
             }
@@ -290,6 +321,7 @@ mod lanes {
     /// 16×16 transpose of 32-bit words: row `l` (lane `l`'s block) in, word `t` of every lane
     /// out as vector `t`. Unpacks within 128-bit quarters, then moves the quarters.
     #[target_feature(enable = "avx512f")]
+    #[inline]
     fn transpose16(r: [__m512i; 16]) -> [__m512i; 16] {
         // t[2p], t[2p+1]: rows 2p and 2p+1 interleaved by words (low and high halves of each quarter).
         let t: [__m512i; 16] = std::array::from_fn(|i| {
