@@ -134,7 +134,7 @@ pub fn run(spec: &ConvertSpec, progress: &dyn Progress) -> Result<ConvertOutcome
         if spec.strict {
             strict_parse_check(split, ds)?;
         }
-        let base = shard_count(spec.shard_target, split, ds);
+        let base = pool.install(|| shard_count(spec.shard_target, split, ds));
         let n = deal::shard_total(base, ds.len(), spec.deal.shard_multiple, &split.name)?;
         plan.push((split.name.clone(), n));
         let order = deal::order(ds.len(), spec.deal.shuffle_seed);
@@ -416,11 +416,12 @@ fn shard_count(target: ShardTarget, split: &SplitSource, ds: &CocoDataset) -> us
     let wanted = match target {
         ShardTarget::Count(n) => n as usize,
         ShardTarget::Bytes(per_shard) => {
-            // Sizes of what will be read (names leaving the folder count as nothing).
+            // Sizes of what will be read (names leaving the folder count as nothing), asked on
+            // every thread: this runs before any image is read.
             let root = Root::new(&split.images_dir);
             let total: u64 = ds
                 .images
-                .iter()
+                .par_iter()
                 .map(|im| root.file_size(&im.file_name).unwrap_or(0))
                 .sum();
             total.div_ceil(per_shard.max(1)) as usize
@@ -502,4 +503,22 @@ fn resumable_shards(
         }
     }
     Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread per shard hashes its whole window at once; threads beyond the shard count
+    /// split the window so they can share it.
+    #[test]
+    fn hash_batches_shrink_only_when_threads_outnumber_shards() {
+        assert_eq!(hash_batch(2, 2), WINDOW);
+        assert_eq!(hash_batch(2, 16), WINDOW);
+        assert_eq!(hash_batch(16, 16), WINDOW);
+        assert_eq!(hash_batch(16, 4), WINDOW / 4);
+        assert_eq!(hash_batch(16, 1), WINDOW / 16);
+        assert_eq!(hash_batch(64, 1), 1);
+        assert_eq!(hash_batch(1, 0), WINDOW);
+    }
 }
