@@ -10,14 +10,13 @@
 //! `sha` hashes each file on one stream (`sha2`), `shab` a window of 32 at once through
 //! `sha256_batch` (the lanes `convert` uses).
 
+// Files are read a window at a time before they are hashed, as `convert` reads them.
+use dsprep::jobs::convert::WINDOW;
 use dsprep::shard::sha256_batch::sha256_batch;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// Files read before they are hashed, as `convert`'s window.
-const WINDOW: usize = 32;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();

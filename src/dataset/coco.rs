@@ -175,12 +175,19 @@ pub fn load_coco(path: &Path) -> Result<CocoDataset, DatasetError> {
 /// bytes are hashed on a thread of their own while the parse goes on (the hash is 10–15 % of
 /// the parse's time, and nothing else runs yet); inline where no thread can be started.
 pub fn load_coco_hashed(path: &Path) -> Result<(CocoDataset, String), DatasetError> {
+    load_coco_hashed_in(path, json_stream::CHUNK)
+}
+
+/// [`load_coco_hashed`] reading `chunk` bytes at a time (tests use small chunks).
+fn load_coco_hashed_in(path: &Path, chunk: usize) -> Result<(CocoDataset, String), DatasetError> {
     let file = File::open(path).map_err(|source| DatasetError::Io {
         path: path.to_path_buf(),
         source,
     })?;
+    // A successful parse has read to the end (only whitespace may follow the object), so the
+    // hash covers the whole file.
     std::thread::scope(|scope| {
-        let (chunks, to_hash) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let (chunks, to_hash) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
         let hashing = std::thread::Builder::new()
             .name("annotations-sha256".into())
             .spawn_scoped(scope, move || {
@@ -191,28 +198,32 @@ pub fn load_coco_hashed(path: &Path) -> Result<(CocoDataset, String), DatasetErr
                 h.finalize()
             });
         let Ok(hashing) = hashing else {
-            let mut src = HashingReader {
+            let mut h = Sha256::new();
+            let src = HashingReader {
                 inner: file,
-                sink: Hash::Inline(Sha256::new()),
+                sink: |b: &[u8]| {
+                    h.update(b);
+                    Ok(())
+                },
             };
-            let raw = parse_reader(path, &mut src, json_stream::CHUNK)?;
-            let Hash::Inline(h) = src.sink else {
-                unreachable!("the inline hasher stays inline")
-            };
+            let raw = parse_reader(path, src, chunk)?;
             return Ok((build(raw), hex::encode(h.finalize())));
         };
-        // A successful parse has read to the end (only whitespace may follow the object), so the
-        // hash covers the whole file. Dropping the reader ends the hashing thread's input.
+        // Dropping the reader (when the parse returns, however it ends) ends the thread's input.
         let src = HashingReader {
             inner: file,
-            sink: Hash::Thread(chunks),
+            sink: move |b: &[u8]| {
+                chunks
+                    .send(b.to_vec())
+                    .map_err(|_| std::io::Error::other("the annotation hashing thread stopped"))
+            },
         };
-        let raw = parse_reader(path, src, json_stream::CHUNK);
+        let raw = parse_reader(path, src, chunk)?;
         let digest = hashing.join().map_err(|_| DatasetError::Io {
             path: path.to_path_buf(),
             source: std::io::Error::other("the annotation hashing thread panicked"),
         })?;
-        Ok((build(raw?), hex::encode(digest)))
+        Ok((build(raw), hex::encode(digest)))
     })
 }
 
@@ -221,27 +232,16 @@ pub fn parse_coco_bytes(path: &Path, bytes: &[u8]) -> Result<CocoDataset, Datase
     parse_reader(path, bytes, json_stream::CHUNK).map(build)
 }
 
-/// Where [`HashingReader`] sends what it reads.
-enum Hash {
-    Inline(Sha256),
-    Thread(std::sync::mpsc::SyncSender<Vec<u8>>),
-}
-
-/// Passes reads through while hashing them.
-struct HashingReader<R> {
+/// Passes reads through, handing every byte read to `sink` (which hashes it).
+struct HashingReader<R, F> {
     inner: R,
-    sink: Hash,
+    sink: F,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read, F: FnMut(&[u8]) -> std::io::Result<()>> Read for HashingReader<R, F> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        match &mut self.sink {
-            Hash::Inline(h) => h.update(&buf[..n]),
-            Hash::Thread(to) => to
-                .send(buf[..n].to_vec())
-                .map_err(|_| std::io::Error::other("the annotation hashing thread stopped"))?,
-        }
+        (self.sink)(&buf[..n])?;
         Ok(n)
     }
 }
@@ -1285,6 +1285,34 @@ mod tests {
         let (d, sha) = load_coco_hashed(&path)?;
         assert_eq!(d.categories.len(), 2);
         assert_eq!(sha, hex::encode(Sha256::digest(text.as_bytes())));
+        Ok(())
+    }
+
+    /// Many reads (chunks far smaller than the file), each hashed on the hashing thread; and a
+    /// file that fails to parse half way returns its error (the thread ends, nothing hangs).
+    #[test]
+    fn load_coco_hashed_hashes_every_chunk_and_returns_parse_errors(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("a.json");
+        let images: Vec<String> = (0..2000)
+            .map(|i| format!(r#"{{"id": {i}, "file_name": "{i}.jpg", "width": 4, "height": 3}}"#))
+            .collect();
+        let text = format!("{{\"images\": [{}], {CATS}}}\n", images.join(", "));
+        std::fs::write(&path, &text)?;
+        for chunk in [64, 1000, 1 << 20] {
+            let (d, sha) = load_coco_hashed_in(&path, chunk)?;
+            assert_eq!(d.len(), 2000, "chunk {chunk}");
+            assert_eq!(
+                sha,
+                hex::encode(Sha256::digest(text.as_bytes())),
+                "chunk {chunk}"
+            );
+        }
+        let cut = &text[..text.len() / 2];
+        std::fs::write(&path, format!("{cut}, oops"))?;
+        let e = load_coco_hashed_in(&path, 64).unwrap_err();
+        assert!(matches!(e, DatasetError::Json { .. }), "{e}");
         Ok(())
     }
 

@@ -29,7 +29,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Images decoded/encoded at once inside one shard: bounds memory whatever the dataset size.
-const WINDOW: usize = 32;
+pub const WINDOW: usize = 32;
 
 /// Images hashed at once ([`crate::shard::sha256_batch`]): a whole window when every thread has
 /// a shard of its own, fewer (more batches, in parallel) when threads outnumber shards.

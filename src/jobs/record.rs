@@ -224,7 +224,8 @@ pub enum Prepared<'a> {
 }
 
 /// The outcomes of `prepared`, in order: the stored bytes of every pending record are hashed
-/// `per_batch` at a time (batches in parallel on the current pool), then each record is encoded.
+/// `per_batch` at a time (batches in parallel on the current pool), then each record is encoded
+/// (in parallel too).
 pub fn finish_records(prepared: Vec<Prepared<'_>>, per_batch: usize) -> Vec<ImageOutcome> {
     use rayon::prelude::*;
     let stored: Vec<&[u8]> = prepared
@@ -238,15 +239,24 @@ pub fn finish_records(prepared: Vec<Prepared<'_>>, per_batch: usize) -> Vec<Imag
         .par_chunks(per_batch.max(1))
         .flat_map_iter(sha256_batch)
         .collect();
-    let mut digests = digests.iter();
-    prepared
+    // Each pending record's digest, by position in `prepared`.
+    let mut next = digests.into_iter();
+    let paired: Vec<(Prepared<'_>, Option<[u8; 32]>)> = prepared
         .into_iter()
-        .map(|p| match p {
-            Prepared::Skipped(o) => o,
-            Prepared::Pending(r) => match digests.next() {
-                Some(d) => r.finish(d),
-                None => unreachable!("one digest per pending record"),
-            },
+        .map(|p| {
+            let d = match p {
+                Prepared::Pending(_) => next.next(),
+                Prepared::Skipped(_) => None,
+            };
+            (p, d)
+        })
+        .collect();
+    paired
+        .into_par_iter()
+        .map(|(p, d)| match (p, d) {
+            (Prepared::Skipped(o), _) => o,
+            (Prepared::Pending(r), Some(d)) => r.finish(&d),
+            (Prepared::Pending(_), None) => unreachable!("one digest per pending record"),
         })
         .collect()
 }

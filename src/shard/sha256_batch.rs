@@ -4,29 +4,39 @@
 //! latency-bound at ≈ 1.9 GB/s per core on the machines we measure (a third of `convert`'s CPU
 //! time). Sixteen messages side by side in the 16 lanes of AVX-512 registers run the same rounds
 //! at ≈ 3.4 GB/s per core. Each lane hashes one message; a lane that finishes takes the next
-//! message, so lanes stay full across a batch of unequal sizes. When fewer than
-//! [`MIN_LANES`] messages are left, the rest finish one stream at a time (faster than a mostly
-//! empty vector). Without AVX-512 every message goes through `sha2` (SHA-NI where present).
+//! message (longest first), so lanes stay full across a batch of unequal sizes. When no message
+//! waits and fewer lanes than [`min_lanes`] are busy, the rest finish one stream at a time
+//! (faster than a mostly empty vector). Without AVX-512 every message goes through `sha2`
+//! (SHA-NI where present).
 //!
 //! Output is the plain SHA-256 of each message whichever path ran (tested against `sha2`).
 
 use sha2::{Digest, Sha256};
 
-/// Messages left below which the lanes stop and the rest finish one stream at a time: 16 lanes
-/// at ≈ 3.4 GB/s are ≈ 0.21 GB/s each, one SHA-NI stream ≈ 1.9 GB/s, so fewer than nine
-/// busy lanes hash slower than streams would.
-pub const MIN_LANES: usize = 9;
+/// Busy lanes below which the lanes stop and the rest finish one stream at a time. With SHA-NI
+/// one stream runs at ≈ 1.9 GB/s and 16 lanes at ≈ 3.4 GB/s (≈ 0.21 each): fewer than nine busy
+/// lanes hash slower than streams would. Without SHA-NI (AVX-512 CPUs before Ice Lake) one
+/// stream is software SHA-256, ≈ 0.4 GB/s: the lanes pay off down to three.
+#[cfg(target_arch = "x86_64")]
+fn min_lanes() -> usize {
+    if is_x86_feature_detected!("sha") {
+        9
+    } else {
+        3
+    }
+}
 
 /// SHA-256 digests of `msgs`, in order.
 pub fn sha256_batch(msgs: &[&[u8]]) -> Vec<[u8; 32]> {
     #[cfg(target_arch = "x86_64")]
-    if msgs.len() >= MIN_LANES && lanes::available() {
+    if msgs.len() >= min_lanes() && lanes::available() {
         return lanes::digests(msgs, lanes::Avx512::checked());
     }
     msgs.iter().map(|m| Sha256::digest(m).into()).collect()
 }
 
 /// Initial hash value (FIPS 180-4 §5.3.3).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 const H0: [u32; 8] = [
     0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ];
@@ -46,12 +56,14 @@ const K: [u32; 64] = [
 
 /// One message cut as SHA-256 consumes it: its whole 64-byte blocks (read in place) and the
 /// padded tail (the last partial block, `0x80`, zeros, the bit length), one or two blocks.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 struct Padded<'a> {
     body: &'a [u8],
     tail: [u8; 128],
     tail_blocks: usize,
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl<'a> Padded<'a> {
     fn new(msg: &'a [u8]) -> Self {
         let whole = msg.len() / 64 * 64;
@@ -103,6 +115,7 @@ impl<'a> Padded<'a> {
     }
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 fn digest_bytes(state: &[u32; 8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     for (o, w) in out.chunks_exact_mut(4).zip(state) {
@@ -113,7 +126,7 @@ fn digest_bytes(state: &[u32; 8]) -> [u8; 32] {
 
 #[cfg(target_arch = "x86_64")]
 mod lanes {
-    use super::{digest_bytes, Padded, H0, K, MIN_LANES};
+    use super::{digest_bytes, min_lanes, Padded, H0, K};
     use std::arch::x86_64::*;
 
     /// Whether this CPU runs [`compress16`] (AVX-512 F and BW); detected once, then cached.
@@ -143,6 +156,7 @@ mod lanes {
 
     /// Hashes `msgs` sixteen lanes at a time (see the module doc).
     pub fn digests(msgs: &[&[u8]], cpu: Avx512) -> Vec<[u8; 32]> {
+        let min_busy = min_lanes();
         let mut out = vec![[0u8; 32]; msgs.len()];
         let mut lanes: [Option<InFlight<'_>>; 16] = std::array::from_fn(|_| None);
         // state[word][lane]: the eight state words of each lane, as the vectors hold them.
@@ -168,7 +182,7 @@ mod lanes {
                 }
             }
             let busy = lanes.iter().flatten().count();
-            if busy == 0 || (next == msgs.len() && busy < MIN_LANES) {
+            if busy == 0 || (next == msgs.len() && busy < min_busy) {
                 break;
             }
             // Every busy lane runs as many blocks as the shortest contiguous run among them.
@@ -205,11 +219,11 @@ mod lanes {
         std::array::from_fn(|w| state[w][lane])
     }
 
-    /// Runs `blocks` compression rounds in each lane whose run is not empty, reading block `b`
-    /// of lane `l` from `runs[l][64 b..]`; empty runs are idle lanes (their state words are
+    /// Compresses `blocks` 64-byte blocks (64 rounds each) in each lane whose run is not empty,
+    /// reading block `b` of lane `l` from `runs[l][64 b..]`; empty runs are idle lanes (their state words are
     /// garbage afterwards, and reset when the lane takes a message).
     fn compress16(_cpu: Avx512, state: &mut [[u32; 16]; 8], runs: &[&[u8]; 16], blocks: usize) {
-        assert!(runs.iter().all(|r| r.is_empty() || r.len() >= 64 * blocks));
+        assert!(runs.iter().all(|r| r.is_empty() || r.len() / 64 >= blocks));
         // SAFETY: `Avx512` exists only where the CPU has AVX-512 F/BW; the assertion above is
         // the kernel's bound on every lane it reads.
         unsafe { kernel(state, runs, blocks) }
