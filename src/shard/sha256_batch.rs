@@ -29,8 +29,10 @@ fn min_lanes() -> usize {
 /// SHA-256 digests of `msgs`, in order.
 pub fn sha256_batch(msgs: &[&[u8]]) -> Vec<[u8; 32]> {
     #[cfg(target_arch = "x86_64")]
-    if msgs.len() >= min_lanes() && lanes::available() {
-        return lanes::digests(msgs, lanes::Avx512::checked());
+    if msgs.len() >= min_lanes() {
+        if let Some(cpu) = lanes::Avx512::detect() {
+            return lanes::digests(msgs, cpu);
+        }
     }
     msgs.iter().map(|m| Sha256::digest(m).into()).collect()
 }
@@ -129,20 +131,15 @@ mod lanes {
     use super::{digest_bytes, min_lanes, Padded, H0, K};
     use std::arch::x86_64::*;
 
-    /// Whether this CPU runs [`compress16`] (AVX-512 F and BW); detected once, then cached.
-    pub fn available() -> bool {
-        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
-    }
-
-    /// Proof that [`available`] said yes: the only way to reach [`compress16`].
+    /// Proof that this CPU runs [`compress16`] (AVX-512 F and BW): the only way to reach it.
     #[derive(Clone, Copy)]
     pub struct Avx512(());
 
     impl Avx512 {
-        /// Panics when the CPU lacks AVX-512: call after [`available`].
-        pub fn checked() -> Self {
-            assert!(available(), "AVX-512 F/BW not available");
-            Avx512(())
+        /// The proof, where the CPU has AVX-512 F and BW (detected once, then cached).
+        pub fn detect() -> Option<Self> {
+            (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw"))
+                .then_some(Avx512(()))
         }
     }
 
@@ -376,7 +373,7 @@ mod lanes {
 
         #[test]
         fn transpose16_moves_word_t_of_lane_l_to_vector_t_lane_l() {
-            if !available() {
+            if Avx512::detect().is_none() {
                 eprintln!("SKIPPED: this CPU has no AVX-512 F/BW");
                 return;
             }
@@ -454,11 +451,10 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn lanes_hash_like_sha2() {
-        if !lanes::available() {
+        let Some(cpu) = lanes::Avx512::detect() else {
             eprintln!("SKIPPED: this CPU has no AVX-512 F/BW (sha256_batch uses sha2 here)");
             return;
-        }
-        let cpu = lanes::Avx512::checked();
+        };
         let all: Vec<Vec<u8>> = (0..200)
             .map(|i| message((i * 7919) % 20_000 + i % 3, i as u32))
             .collect();

@@ -444,6 +444,19 @@ mod tests {
         }
     }
 
+    /// A coefficient block whose first `coeffs` slots are uniform in `-span..=span` (xorshift
+    /// state `s`), the rest zero.
+    fn random_block(s: &mut u32, coeffs: usize, span: u32) -> [i32; 32] {
+        let mut blk = [0i32; 32];
+        for c in blk.iter_mut().take(coeffs) {
+            *s ^= *s << 13;
+            *s ^= *s >> 17;
+            *s ^= *s << 5;
+            *c = (*s % (2 * span + 1)) as i32 - span as i32;
+        }
+        blk
+    }
+
     /// The SSE2 4×4 IDCT gives the portable one's bytes, on coefficient ranges from flat to
     /// saturating.
     #[cfg(target_arch = "x86_64")]
@@ -451,14 +464,8 @@ mod tests {
     fn sse2_idct_gives_the_portable_bytes() {
         let mut s = 0x9E37_79B9u32;
         for round in 0..20_000 {
-            let mut blk = [0i32; 32];
             let span = [8, 64, 512, 4096, 32768][round % 5];
-            for c in blk.iter_mut().take(16) {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                *c = (s % (2 * span + 1)) as i32 - span as i32;
-            }
+            let blk = random_block(&mut s, 16, span);
             let quant: [f32; 16] = std::array::from_fn(|i| ((i * 7 + round) % 255 + 1) as f32);
             let want = idct4(&blk, &quant);
             assert_eq!(sse2::idct4(&blk, &quant), want, "block {blk:?}");
@@ -471,15 +478,9 @@ mod tests {
         let b = Basis::new(3);
         let mut s = 0x2545_F491u32;
         for round in 0..20_000 {
-            let mut blk = [0i32; 32];
             let span = [8, 64, 512, 4096][round % 4];
             // Slots past the 3×3 corner hold junk: they must not matter.
-            for c in blk.iter_mut().take(12) {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                *c = (s % (2 * span + 1)) as i32 - span as i32;
-            }
+            let blk = random_block(&mut s, 12, span);
             let quant: [f32; 16] = std::array::from_fn(|i| ((i * 5 + round) % 255 + 1) as f32);
             let portable = idct3(&blk, &quant);
             #[cfg(target_arch = "x86_64")]
